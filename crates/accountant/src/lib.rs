@@ -1,0 +1,1 @@
+//! Renyi-DP accountant (work in progress).
