@@ -3,6 +3,7 @@
 //! Every task is an ordinary Rust program, so it runs the same on a developer's machine and in CI
 //! with nothing but cargo installed.
 
+mod data;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -18,10 +19,14 @@ struct Cli {
 enum Task {
     /// Run every check CI runs, cheapest first: rustfmt, clippy (warnings are errors), tests.
     Validate(validate::Args),
+    /// Put datasets in the data directory, verified by SHA-256: mnist, fashion-mnist, cifar10,
+    /// cifar100 (--source original), all; or regenerate the bundled fixtures/mnist-subset.
+    Data(data::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Validate(args) => validate::run(&args),
+        Task::Data(args) => data::run(&args),
     }
 }

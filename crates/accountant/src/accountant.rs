@@ -155,11 +155,12 @@ impl RdpAccountant {
         if phase.steps == 0 {
             return Ok(());
         }
-        if let Some((last, _)) = self.phases.last_mut() {
-            if last.q == phase.q && last.sigma == phase.sigma {
-                last.steps += phase.steps;
-                return Ok(());
-            }
+        if let Some((last, _)) = self.phases.last_mut()
+            && last.q == phase.q
+            && last.sigma == phase.sigma
+        {
+            last.steps += phase.steps;
+            return Ok(());
         }
         let per_step = self.per_step_curve(phase.q, phase.sigma)?;
         self.phases.push((phase, per_step));

@@ -185,7 +185,7 @@ fn check_curve(orders: &Orders, rdp: &[f64]) -> Result<()> {
             values: rdp.len(),
         });
     }
-    match rdp.iter().find(|r| !(**r >= 0.0)) {
+    match rdp.iter().find(|r| r.is_nan() || **r < 0.0) {
         Some(&bad) => Err(Error::InvalidRdp(bad)),
         None => Ok(()),
     }
