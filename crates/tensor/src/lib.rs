@@ -1,0 +1,58 @@
+//! `sparsedp-tensor`: dense `f32` tensors for differentially private CNN training.
+//!
+//! A [`Tensor`] is a shape plus contiguous row-major storage (NCHW for images) on a [`Device`].
+//! Every operation a CNN and DP-SGD need comes with its backward: broadcasting arithmetic,
+//! activations, reductions and per-example squared norms, (batched) matmul with transposed
+//! operands, conv2d with stride/padding/dilation/groups (forward, input and weight gradients and
+//! the **per-example weight gradient** of a batch), `im2col`, pooling, group normalisation,
+//! softmax / cross-entropy, gather/scatter and 0/1 masking, and random tensors from a seeded or
+//! OS-entropy ChaCha20 stream.
+//!
+//! # Devices
+//! The CPU backend ([`CpuBackend`]) is both the reference implementation every other path is
+//! tested against and a fast engine (im2col + BLAS GEMM, rayon across examples). The
+//! [`BackendOps`] trait is the seam a second backend plugs into: `Tensor` methods validate
+//! shapes once and dispatch on the storage's device, so callers never change.
+//!
+//! # Errors
+//! Invalid shapes and arguments return [`TensorError`] naming the operation and the shapes; no
+//! public function panics on user input.
+//!
+//! ```
+//! use sparsedp_tensor::{Conv2dParams, Tensor, TensorRng};
+//! let mut rng = TensorRng::seeded(7);
+//! let x = Tensor::randn(&[2, 3, 8, 8], 0.0, 1.0, &mut rng)?;
+//! let w = Tensor::randn(&[4, 3, 3, 3], 0.0, 0.1, &mut rng)?;
+//! let p = Conv2dParams::padded(1);
+//! let y = x.conv2d(&w, None, p)?;
+//! assert_eq!(y.shape(), &[2, 4, 8, 8]);
+//! // Per-example weight gradients sum to the batch weight gradient.
+//! let g = Tensor::ones(y.shape());
+//! let per = x.conv2d_per_example_weight_grad(&g, [3, 3], p)?; // [2, 4, 27]
+//! let total = x.conv2d_backward_weight(&g, [3, 3], p)?; // [4, 3, 3, 3]
+//! let diff = per.sum_axis(0, false)?.reshape(&[4, 3, 3, 3])?.sub(&total)?;
+//! assert!(diff.abs().max_axis(0, false)?.to_vec().iter().all(|&d| d < 1e-3));
+//! # Ok::<(), sparsedp_tensor::TensorError>(())
+//! ```
+
+pub mod backend;
+mod device;
+mod error;
+pub mod ops;
+mod tensor;
+
+pub use backend::{BackendOps, CpuBackend};
+pub use device::Device;
+pub use error::{Result, TensorError};
+pub use ops::conv2d::{Conv2dGeometry, Conv2dParams};
+pub use ops::elementwise::{BinaryOp, broadcast_shape};
+pub use ops::gemm::{
+    GemmEngine, blas_threads, gemm_engine, raw_openblas_sgemm, set_blas_threads, set_gemm_engine,
+};
+pub use ops::group_norm::{GroupNormGeometry, GroupNormGrads, GroupNormOutput};
+pub use ops::matmul::MatmulSpec;
+pub use ops::pool::{Pool2dGeometry, Pool2dParams};
+pub use ops::random::TensorRng;
+pub use ops::reduce::ReduceOp;
+pub use ops::unary::UnaryOp;
+pub use tensor::Tensor;

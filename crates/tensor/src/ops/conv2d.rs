@@ -1,0 +1,809 @@
+//! 2-D convolution (cross-correlation, NCHW) with stride, padding, dilation and groups:
+//! forward, input gradient, weight gradient, bias gradient, the per-example weight gradient of a
+//! batch, and the public `im2col` / `col2im` the ghost-clipping engines build on.
+//!
+//! # Layout
+//! Input `x` is `[N, C, H, W]`, weight `w` is `[O, C/g, kh, kw]`, output `[N, O, Ho, Wo]`.
+//! The unfolded input of example `i` is `a_i`, a `d_total x T` matrix with
+//! `d_total = C * kh * kw` rows ordered `(c, ki, kj)` (channel-major, like the weight) and
+//! `T = Ho * Wo` columns. Group `g` owns rows `g*d .. (g+1)*d` with `d = C/g * kh * kw`, so the
+//! group's weight block (`O/g x d`, row-major) multiplies a contiguous row block of `a_i`.
+//!
+//! # Kernels
+//! Every kernel is im2col + GEMM per example: `y_i = W a_i` (forward),
+//! `dx_i = col2im(W^T g_i)` (input gradient), `dW = sum_i g_i a_i^T` (weight gradient) and
+//! `G_i = g_i a_i^T` (per-example gradient). Work is split across examples with rayon, one
+//! contiguous range of examples per thread, each with its own reusable column buffer and serial
+//! GEMMs (see `ops::gemm` for why only one level is parallel). A `1x1`, stride-1, unpadded
+//! convolution skips im2col: `a_i` is the input itself.
+
+use rayon::prelude::*;
+
+use crate::backend::{BackendOps, CpuBackend};
+use crate::device::Storage;
+use crate::error::{Result, TensorError, invalid_arg, invalid_shape, mismatch};
+use crate::ops::gemm::{Operand, sgemm, sgemm_serial};
+use crate::tensor::{Tensor, check_same_device};
+
+/// Stride, padding, dilation and groups of a convolution (`[height, width]` pairs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dParams {
+    /// Step between output positions, each >= 1.
+    pub stride: [usize; 2],
+    /// Implicit zero padding on both sides.
+    pub padding: [usize; 2],
+    /// Spacing between kernel taps, each >= 1.
+    pub dilation: [usize; 2],
+    /// Number of channel groups; must divide input and output channels.
+    pub groups: usize,
+}
+
+impl Default for Conv2dParams {
+    fn default() -> Self {
+        Conv2dParams {
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+}
+
+impl Conv2dParams {
+    /// Unit stride and dilation, one group, symmetric `padding`.
+    pub fn padded(padding: usize) -> Self {
+        Conv2dParams {
+            padding: [padding, padding],
+            ..Default::default()
+        }
+    }
+}
+
+/// Fully resolved geometry of one convolution, shared by all conv kernels and backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dGeometry {
+    /// Batch size N.
+    pub n: usize,
+    /// Input channels C.
+    pub c_in: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels O.
+    pub c_out: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Output height.
+    pub oh: usize,
+    /// Output width.
+    pub ow: usize,
+    /// Stride, padding, dilation and groups.
+    pub params: Conv2dParams,
+}
+
+impl Conv2dGeometry {
+    /// Validates shapes and parameters; `input` is `[N, C, H, W]`, `weight` `[O, C/g, kh, kw]`.
+    pub fn new(input: &[usize], weight: &[usize], params: Conv2dParams) -> Result<Self> {
+        let [n, c_in, h, w] = *input else {
+            return Err(invalid_shape("conv2d", input, "input must be [N, C, H, W]"));
+        };
+        let [c_out, cg, kh, kw] = *weight else {
+            return Err(invalid_shape(
+                "conv2d",
+                weight,
+                "weight must be [O, C/groups, kh, kw]",
+            ));
+        };
+        let g = params.groups;
+        if g == 0 || c_in % g != 0 || c_out % g != 0 {
+            return Err(invalid_arg(
+                "conv2d",
+                format!("groups {g} must divide input channels {c_in} and output channels {c_out}"),
+            ));
+        }
+        if cg * g != c_in {
+            return Err(mismatch("conv2d", input, weight));
+        }
+        let (oh, ow) = out_hw("conv2d", [h, w], [kh, kw], params)?;
+        Ok(Conv2dGeometry {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            oh,
+            ow,
+            params,
+        })
+    }
+
+    /// Output positions per example, `T = Ho * Wo`.
+    pub fn t(&self) -> usize {
+        self.oh * self.ow
+    }
+    /// Rows of one group's unfolded input, `d = C/g * kh * kw`.
+    pub fn d(&self) -> usize {
+        self.c_in / self.params.groups * self.kh * self.kw
+    }
+    /// Rows of the whole unfolded input, `C * kh * kw`.
+    pub fn d_total(&self) -> usize {
+        self.c_in * self.kh * self.kw
+    }
+    /// Output channels per group.
+    pub fn og(&self) -> usize {
+        self.c_out / self.params.groups
+    }
+    /// Multiply-adds of one forward pass (also of each backward pass).
+    pub fn macs(&self) -> usize {
+        self.n * self.c_out * self.t() * self.d()
+    }
+    fn is_pointwise(&self) -> bool {
+        let p = self.params;
+        self.kh == 1 && self.kw == 1 && p.stride == [1, 1] && p.padding == [0, 0]
+    }
+    fn input_len(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+}
+
+/// Output spatial size, or an error if the (dilated) kernel does not fit the padded input.
+fn out_hw(
+    op: &'static str,
+    hw: [usize; 2],
+    k: [usize; 2],
+    p: Conv2dParams,
+) -> Result<(usize, usize)> {
+    let mut out = [0; 2];
+    for i in 0..2 {
+        if p.stride[i] == 0 || p.dilation[i] == 0 || k[i] == 0 {
+            return Err(invalid_arg(
+                op,
+                format!(
+                    "stride {:?}, dilation {:?} and kernel {k:?} must be positive",
+                    p.stride, p.dilation
+                ),
+            ));
+        }
+        let span = p.dilation[i] * (k[i] - 1) + 1;
+        let padded = hw[i] + 2 * p.padding[i];
+        if padded < span {
+            return Err(invalid_arg(
+                op,
+                format!(
+                    "kernel {k:?} with dilation {:?} does not fit input {hw:?} padded by {:?}",
+                    p.dilation, p.padding
+                ),
+            ));
+        }
+        out[i] = (padded - span) / p.stride[i] + 1;
+    }
+    Ok((out[0], out[1]))
+}
+
+// ----- im2col / col2im for one example -----------------------------------------------------
+
+/// Unfolds one example `x` (`C x H x W`) into `col` (`C*kh*kw x T`).
+fn im2col_one(x: &[f32], g: &Conv2dGeometry, col: &mut [f32]) {
+    let (h, w, oh, ow) = (g.h as isize, g.w as isize, g.oh, g.ow);
+    let [sh, sw] = g.params.stride;
+    let [ph, pw] = g.params.padding;
+    let [dh, dw] = g.params.dilation;
+    let t = oh * ow;
+    let mut row = 0;
+    for c in 0..g.c_in {
+        let xc = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let dst = &mut col[row * t..(row + 1) * t];
+                // Valid output-column range for this tap: 0 <= ox*sw - pw + kj*dw < w.
+                let off_x = (kj * dw) as isize - pw as isize;
+                let (lo, hi) = valid_range(off_x, sw, w, ow);
+                for oy in 0..oh {
+                    let iy = (oy * sh) as isize - ph as isize + (ki * dh) as isize;
+                    let d = &mut dst[oy * ow..(oy + 1) * ow];
+                    if iy < 0 || iy >= h {
+                        d.fill(0.0);
+                        continue;
+                    }
+                    let src = &xc[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    d[..lo].fill(0.0);
+                    d[hi.max(lo)..].fill(0.0);
+                    if sw == 1 {
+                        let s0 = (lo as isize + off_x) as usize;
+                        if hi > lo {
+                            d[lo..hi].copy_from_slice(&src[s0..s0 + (hi - lo)]);
+                        }
+                    } else {
+                        for (ox, v) in d.iter_mut().enumerate().take(hi).skip(lo) {
+                            *v = src[(ox as isize * sw as isize + off_x) as usize];
+                        }
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+/// Folds `col` (`C*kh*kw x T`) back onto one example `dx` (`C x H x W`), accumulating
+/// overlapping taps; `dx` must be zeroed by the caller.
+fn col2im_one(col: &[f32], g: &Conv2dGeometry, dx: &mut [f32]) {
+    let (h, w, oh, ow) = (g.h as isize, g.w as isize, g.oh, g.ow);
+    let [sh, sw] = g.params.stride;
+    let [ph, pw] = g.params.padding;
+    let [dh, dw] = g.params.dilation;
+    let t = oh * ow;
+    let mut row = 0;
+    for c in 0..g.c_in {
+        let xc = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let src = &col[row * t..(row + 1) * t];
+                let off_x = (kj * dw) as isize - pw as isize;
+                let (lo, hi) = valid_range(off_x, sw, w, ow);
+                for oy in 0..oh {
+                    let iy = (oy * sh) as isize - ph as isize + (ki * dh) as isize;
+                    if iy < 0 || iy >= h || hi <= lo {
+                        continue;
+                    }
+                    let dst = &mut xc[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    let s = &src[oy * ow..(oy + 1) * ow];
+                    if sw == 1 {
+                        let d0 = (lo as isize + off_x) as usize;
+                        for (dv, sv) in dst[d0..d0 + (hi - lo)].iter_mut().zip(&s[lo..hi]) {
+                            *dv += sv;
+                        }
+                    } else {
+                        for (ox, sv) in s.iter().enumerate().take(hi).skip(lo) {
+                            dst[(ox as isize * sw as isize + off_x) as usize] += sv;
+                        }
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+/// Output columns `lo..hi` whose input column `ox*stride + off` lies in `0..w`.
+fn valid_range(off: isize, stride: usize, w: isize, ow: usize) -> (usize, usize) {
+    let s = stride as isize;
+    // smallest ox with ox*s + off >= 0
+    let lo = if off >= 0 { 0 } else { ((-off) + s - 1) / s };
+    // largest ox with ox*s + off <= w - 1, plus one
+    let hi = if w - 1 - off < 0 {
+        0
+    } else {
+        (w - 1 - off) / s + 1
+    };
+    let lo = (lo as usize).min(ow);
+    let hi = (hi as usize).min(ow);
+    (lo, hi.max(lo))
+}
+
+/// GEMM flavour for a split: with a single example range (batch smaller than the thread count)
+/// the examples run one after another and each GEMM is parallel instead.
+type GemmFn = fn(usize, usize, usize, f32, Operand<'_>, Operand<'_>, f32, &mut [f32], usize);
+fn gemm_for(ranges: &[(usize, usize)]) -> GemmFn {
+    if ranges.len() == 1 {
+        sgemm
+    } else {
+        sgemm_serial
+    }
+}
+
+/// Splits `0..n` into one contiguous range per rayon thread (at most `n` ranges).
+fn example_ranges(n: usize) -> Vec<(usize, usize)> {
+    let parts = rayon::current_num_threads().clamp(1, n.max(1));
+    let per = n.div_ceil(parts).max(1);
+    (0..n).step_by(per).map(|s| (s, (s + per).min(n))).collect()
+}
+
+// ----- CPU kernels --------------------------------------------------------------------------
+
+/// Unfolds every example: returns `N x (C*kh*kw) x T`.
+pub(crate) fn cpu_im2col(x: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
+    let per = g.d_total() * g.t();
+    let mut out = vec![0.0f32; g.n * per];
+    if per == 0 {
+        return out;
+    }
+    out.par_chunks_mut(per)
+        .zip(x.par_chunks(g.input_len().max(1)))
+        .for_each(|(col, xi)| im2col_one(xi, g, col));
+    out
+}
+
+/// Folds `N x (C*kh*kw) x T` columns back to `N x C x H x W`, summing overlaps.
+pub(crate) fn cpu_col2im(cols: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
+    let per = g.d_total() * g.t();
+    let mut out = vec![0.0f32; g.n * g.input_len()];
+    if per == 0 || g.input_len() == 0 {
+        return out;
+    }
+    out.par_chunks_mut(g.input_len())
+        .zip(cols.par_chunks(per))
+        .for_each(|(dx, col)| col2im_one(col, g, dx));
+    out
+}
+
+/// Runs `f(example, a_i)` for examples `lo..hi`, reusing one column buffer; for pointwise convs
+/// `a_i` is the input slice itself.
+fn for_each_unfolded(
+    x: &[f32],
+    g: &Conv2dGeometry,
+    lo: usize,
+    hi: usize,
+    mut f: impl FnMut(usize, &[f32]),
+) {
+    let il = g.input_len();
+    if g.is_pointwise() {
+        for i in lo..hi {
+            f(i, &x[i * il..(i + 1) * il]);
+        }
+        return;
+    }
+    let mut col = vec![0.0f32; g.d_total() * g.t()];
+    for i in lo..hi {
+        im2col_one(&x[i * il..(i + 1) * il], g, &mut col);
+        f(i, &col);
+    }
+}
+
+/// Forward: `y_i[g] = W[g] a_i[g] (+ bias)`, output `N x O x T`.
+pub(crate) fn cpu_conv2d_forward(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &Conv2dGeometry,
+) -> Vec<f32> {
+    let (t, d, og, groups) = (g.t(), g.d(), g.og(), g.params.groups);
+    let per_out = g.c_out * t;
+    let mut y = vec![0.0f32; g.n * per_out];
+    if y.is_empty() {
+        return y;
+    }
+    let ranges = example_ranges(g.n);
+    let gemm = gemm_for(&ranges);
+    let chunks = split_by_ranges(&mut y, &ranges, per_out);
+    chunks
+        .into_par_iter()
+        .zip(ranges.par_iter())
+        .for_each(|(ychunk, &(lo, hi))| {
+            for_each_unfolded(x, g, lo, hi, |i, col| {
+                let yi = &mut ychunk[(i - lo) * per_out..(i - lo + 1) * per_out];
+                for gi in 0..groups {
+                    gemm(
+                        og,
+                        t,
+                        d,
+                        1.0,
+                        Operand::new(&w[gi * og * d..], d, false),
+                        Operand::new(&col[gi * d * t..], t, false),
+                        0.0,
+                        &mut yi[gi * og * t..],
+                        t,
+                    );
+                }
+                if let Some(b) = bias {
+                    for (o, row) in yi.chunks_mut(t).enumerate() {
+                        row.iter_mut().for_each(|v| *v += b[o]);
+                    }
+                }
+            });
+        });
+    y
+}
+
+/// Input gradient: `dx_i = col2im(W^T g_i)`, output `N x C x H x W`.
+pub(crate) fn cpu_conv2d_backward_input(dy: &[f32], w: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
+    let (t, d, og, groups) = (g.t(), g.d(), g.og(), g.params.groups);
+    let il = g.input_len();
+    let per_out = g.c_out * t;
+    let mut dx = vec![0.0f32; g.n * il];
+    if dx.is_empty() {
+        return dx;
+    }
+    let ranges = example_ranges(g.n);
+    let gemm = gemm_for(&ranges);
+    let chunks = split_by_ranges(&mut dx, &ranges, il);
+    let pointwise = g.is_pointwise();
+    chunks
+        .into_par_iter()
+        .zip(ranges.par_iter())
+        .for_each(|(dxchunk, &(lo, hi))| {
+            let mut col = if pointwise {
+                Vec::new()
+            } else {
+                vec![0.0f32; g.d_total() * t]
+            };
+            for i in lo..hi {
+                let dxi = &mut dxchunk[(i - lo) * il..(i - lo + 1) * il];
+                let dyi = &dy[i * per_out..(i + 1) * per_out];
+                let target: &mut [f32] = if pointwise { dxi } else { &mut col };
+                for gi in 0..groups {
+                    gemm(
+                        d,
+                        t,
+                        og,
+                        1.0,
+                        Operand::new(&w[gi * og * d..], d, true),
+                        Operand::new(&dyi[gi * og * t..], t, false),
+                        0.0,
+                        &mut target[gi * d * t..],
+                        t,
+                    );
+                }
+                if !pointwise {
+                    col2im_one(&col, g, &mut dxchunk[(i - lo) * il..(i - lo + 1) * il]);
+                }
+            }
+        });
+    dx
+}
+
+/// Weight gradient: `dW[g] = sum_i g_i[g] a_i[g]^T`, output `O x d`.
+pub(crate) fn cpu_conv2d_backward_weight(x: &[f32], dy: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
+    let (t, d, og, groups) = (g.t(), g.d(), g.og(), g.params.groups);
+    let per_out = g.c_out * t;
+    let wlen = g.c_out * d;
+    if g.n == 0 || wlen == 0 {
+        return vec![0.0; wlen];
+    }
+    // One partial sum per thread range, added at the end in a fixed order (deterministic for a
+    // given thread count).
+    let ranges = example_ranges(g.n);
+    let gemm = gemm_for(&ranges);
+    let partials: Vec<Vec<f32>> = ranges
+        .into_par_iter()
+        .map(|(lo, hi)| {
+            let mut acc = vec![0.0f32; wlen];
+            for_each_unfolded(x, g, lo, hi, |i, col| {
+                let dyi = &dy[i * per_out..(i + 1) * per_out];
+                for gi in 0..groups {
+                    gemm(
+                        og,
+                        d,
+                        t,
+                        1.0,
+                        Operand::new(&dyi[gi * og * t..], t, false),
+                        Operand::new(&col[gi * d * t..], t, true),
+                        1.0,
+                        &mut acc[gi * og * d..],
+                        d,
+                    );
+                }
+            });
+            acc
+        })
+        .collect();
+    let mut it = partials.into_iter();
+    let mut out = it.next().unwrap_or_else(|| vec![0.0; wlen]);
+    for p in it {
+        out.iter_mut().zip(&p).for_each(|(o, v)| *o += v);
+    }
+    out
+}
+
+/// Per-example weight gradients `G_i = g_i a_i^T` for examples `0..n` of `x`/`dy`, written to
+/// `out` (`n x O x d`).
+fn per_example_into(x: &[f32], dy: &[f32], g: &Conv2dGeometry, out: &mut [f32]) {
+    let (t, d, og, groups) = (g.t(), g.d(), g.og(), g.params.groups);
+    let per_out = g.c_out * t;
+    let wlen = g.c_out * d;
+    if wlen == 0 || g.n == 0 {
+        return;
+    }
+    let ranges = example_ranges(g.n);
+    let gemm = gemm_for(&ranges);
+    let chunks = split_by_ranges(out, &ranges, wlen);
+    chunks
+        .into_par_iter()
+        .zip(ranges.par_iter())
+        .for_each(|(ochunk, &(lo, hi))| {
+            for_each_unfolded(x, g, lo, hi, |i, col| {
+                let dyi = &dy[i * per_out..(i + 1) * per_out];
+                let gi_out = &mut ochunk[(i - lo) * wlen..(i - lo + 1) * wlen];
+                for gi in 0..groups {
+                    gemm(
+                        og,
+                        d,
+                        t,
+                        1.0,
+                        Operand::new(&dyi[gi * og * t..], t, false),
+                        Operand::new(&col[gi * d * t..], t, true),
+                        0.0,
+                        &mut gi_out[gi * og * d..],
+                        d,
+                    );
+                }
+            });
+        });
+}
+
+/// Per-example weight gradient of the whole batch, `N x O x d`.
+pub(crate) fn cpu_conv2d_per_example_weight_grad(
+    x: &[f32],
+    dy: &[f32],
+    g: &Conv2dGeometry,
+) -> Vec<f32> {
+    let mut out = vec![0.0f32; g.n * g.c_out * g.d()];
+    per_example_into(x, dy, g, &mut out);
+    out
+}
+
+/// Splits `buf` into the sub-slices covering each example range (`per` elements per example).
+fn split_by_ranges<'a>(
+    buf: &'a mut [f32],
+    ranges: &[(usize, usize)],
+    per: usize,
+) -> Vec<&'a mut [f32]> {
+    let mut out = Vec::with_capacity(ranges.len());
+    let mut rest = buf;
+    for &(lo, hi) in ranges {
+        let (head, tail) = rest.split_at_mut((hi - lo) * per);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
+// ----- Tensor API ---------------------------------------------------------------------------
+
+impl Tensor {
+    /// 2-D convolution of `self` (`[N, C, H, W]`) with `weight` (`[O, C/groups, kh, kw]`) and an
+    /// optional `bias` (`[O]`); returns `[N, O, Ho, Wo]`.
+    pub fn conv2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        params: Conv2dParams,
+    ) -> Result<Tensor> {
+        check_same_device("conv2d", self, weight)?;
+        let g = Conv2dGeometry::new(self.shape(), weight.shape(), params)?;
+        if let Some(b) = bias {
+            check_same_device("conv2d", self, b)?;
+            if b.shape() != [g.c_out] {
+                return Err(mismatch("conv2d bias", weight.shape(), b.shape()));
+            }
+        }
+        let storage = match (self.storage(), weight.storage(), bias.map(|b| b.storage())) {
+            (Storage::Cpu(x), Storage::Cpu(w), None) => {
+                Storage::Cpu(CpuBackend.conv2d_forward(x, w, None, &g))
+            }
+            (Storage::Cpu(x), Storage::Cpu(w), Some(Storage::Cpu(b))) => {
+                Storage::Cpu(CpuBackend.conv2d_forward(x, w, Some(b), &g))
+            }
+        };
+        Ok(Tensor::from_storage(
+            storage,
+            vec![g.n, g.c_out, g.oh, g.ow],
+        ))
+    }
+
+    /// Gradient of [`Tensor::conv2d`] with respect to its input. `grad_out` is `[N, O, Ho, Wo]`,
+    /// `input_hw` the input's `[H, W]` (needed because strides can make it ambiguous).
+    pub fn conv2d_backward_input(
+        grad_out: &Tensor,
+        weight: &Tensor,
+        input_hw: [usize; 2],
+        params: Conv2dParams,
+    ) -> Result<Tensor> {
+        check_same_device("conv2d_backward_input", grad_out, weight)?;
+        let [n, ..] = *grad_out.shape() else {
+            return Err(invalid_shape(
+                "conv2d_backward_input",
+                grad_out.shape(),
+                "expected [N, O, Ho, Wo]",
+            ));
+        };
+        let c_in = weight.shape().get(1).copied().unwrap_or(0) * params.groups;
+        let in_shape = [n, c_in, input_hw[0], input_hw[1]];
+        let g = Conv2dGeometry::new(&in_shape, weight.shape(), params)?;
+        check_grad_shape("conv2d_backward_input", &g, grad_out)?;
+        let storage = match (grad_out.storage(), weight.storage()) {
+            (Storage::Cpu(dy), Storage::Cpu(w)) => {
+                Storage::Cpu(CpuBackend.conv2d_backward_input(dy, w, &g))
+            }
+        };
+        Ok(Tensor::from_storage(storage, in_shape.to_vec()))
+    }
+
+    /// Gradient of [`Tensor::conv2d`] with respect to the weight, summed over the batch:
+    /// `[O, C/groups, kh, kw]`. `self` is the forward input.
+    pub fn conv2d_backward_weight(
+        &self,
+        grad_out: &Tensor,
+        kernel: [usize; 2],
+        params: Conv2dParams,
+    ) -> Result<Tensor> {
+        let g = self.conv_geometry_from_grad("conv2d_backward_weight", grad_out, kernel, params)?;
+        let storage = match (self.storage(), grad_out.storage()) {
+            (Storage::Cpu(x), Storage::Cpu(dy)) => {
+                Storage::Cpu(CpuBackend.conv2d_backward_weight(x, dy, &g))
+            }
+        };
+        Ok(Tensor::from_storage(
+            storage,
+            vec![g.c_out, g.c_in / params.groups, g.kh, g.kw],
+        ))
+    }
+
+    /// Gradient with respect to the bias: `grad_out` summed over batch and positions, `[O]`.
+    pub fn conv2d_backward_bias(grad_out: &Tensor) -> Result<Tensor> {
+        let [n, o, h, w] = *grad_out.shape() else {
+            return Err(invalid_shape(
+                "conv2d_backward_bias",
+                grad_out.shape(),
+                "expected [N, O, Ho, Wo]",
+            ));
+        };
+        grad_out
+            .reshape(&[n, o, h * w])?
+            .sum_axis(2, false)?
+            .sum_axis(0, false)
+    }
+
+    /// Per-example weight gradients `G_i = g_i a_i^T` of a batch: `[N, O, C/groups*kh*kw]`
+    /// (each row block is example `i`'s gradient in the weight's layout, flattened). `self` is
+    /// the forward input, `grad_out` the gradient of the per-example losses at the output.
+    ///
+    /// Memory beyond the result is one `C*kh*kw x T` column buffer per thread. When the result
+    /// itself is too large, use [`Tensor::conv2d_per_example_weight_grad_chunked`].
+    pub fn conv2d_per_example_weight_grad(
+        &self,
+        grad_out: &Tensor,
+        kernel: [usize; 2],
+        params: Conv2dParams,
+    ) -> Result<Tensor> {
+        let g = self.conv_geometry_from_grad(
+            "conv2d_per_example_weight_grad",
+            grad_out,
+            kernel,
+            params,
+        )?;
+        let storage = match (self.storage(), grad_out.storage()) {
+            (Storage::Cpu(x), Storage::Cpu(dy)) => {
+                Storage::Cpu(CpuBackend.conv2d_per_example_weight_grad(x, dy, &g))
+            }
+        };
+        Ok(Tensor::from_storage(storage, vec![g.n, g.c_out, g.d()]))
+    }
+
+    /// Streams the per-example weight gradients in chunks of at most `chunk` examples, calling
+    /// `f(first_example, grads)` with `grads` of shape `[len, O, C/groups*kh*kw]`. Peak memory
+    /// is one chunk's gradients, so a caller that reduces each chunk (norms, clipped sums) never
+    /// holds `N x O x d` values. Errors from `f` stop the stream and are returned.
+    pub fn conv2d_per_example_weight_grad_chunked(
+        &self,
+        grad_out: &Tensor,
+        kernel: [usize; 2],
+        params: Conv2dParams,
+        chunk: usize,
+        mut f: impl FnMut(usize, Tensor) -> Result<()>,
+    ) -> Result<()> {
+        if chunk == 0 {
+            return Err(invalid_arg(
+                "conv2d_per_example_weight_grad_chunked",
+                "chunk must be >= 1",
+            ));
+        }
+        let g = self.conv_geometry_from_grad(
+            "conv2d_per_example_weight_grad_chunked",
+            grad_out,
+            kernel,
+            params,
+        )?;
+        let mut start = 0;
+        while start < g.n {
+            let len = chunk.min(g.n - start);
+            let x = self.narrow(0, start, len)?;
+            let dy = grad_out.narrow(0, start, len)?;
+            f(
+                start,
+                x.conv2d_per_example_weight_grad(&dy, kernel, params)?,
+            )?;
+            start += len;
+        }
+        Ok(())
+    }
+
+    /// Unfolds `self` (`[N, C, H, W]`) into `[N, C*kh*kw, Ho*Wo]`: example `i`'s slice is the
+    /// matrix `a_i` with rows ordered `(channel, ki, kj)`. `params.groups` is ignored (grouping
+    /// only partitions the rows).
+    pub fn im2col(&self, kernel: [usize; 2], params: Conv2dParams) -> Result<Tensor> {
+        let g = self.unfold_geometry("im2col", kernel, params)?;
+        let storage = match self.storage() {
+            Storage::Cpu(x) => Storage::Cpu(CpuBackend.im2col(x, &g)),
+        };
+        Ok(Tensor::from_storage(storage, vec![g.n, g.d_total(), g.t()]))
+    }
+
+    /// The adjoint of [`Tensor::im2col`]: folds `[N, C*kh*kw, Ho*Wo]` columns back into
+    /// `[N, C, H, W]` (given by `input_shape`), summing overlapping taps.
+    pub fn col2im(
+        &self,
+        input_shape: [usize; 4],
+        kernel: [usize; 2],
+        params: Conv2dParams,
+    ) -> Result<Tensor> {
+        let probe = Tensor::zeros(&[0, input_shape[1], input_shape[2], input_shape[3]]);
+        let mut g = probe.unfold_geometry("col2im", kernel, params)?;
+        g.n = input_shape[0];
+        if self.shape() != [g.n, g.d_total(), g.t()] {
+            return Err(mismatch("col2im", self.shape(), &[g.n, g.d_total(), g.t()]));
+        }
+        let storage = match self.storage() {
+            Storage::Cpu(c) => Storage::Cpu(CpuBackend.col2im(c, &g)),
+        };
+        Ok(Tensor::from_storage(storage, input_shape.to_vec()))
+    }
+
+    fn unfold_geometry(
+        &self,
+        op: &'static str,
+        kernel: [usize; 2],
+        params: Conv2dParams,
+    ) -> Result<Conv2dGeometry> {
+        let [n, c, h, w] = *self.shape() else {
+            return Err(invalid_shape(op, self.shape(), "expected [N, C, H, W]"));
+        };
+        let p = Conv2dParams {
+            groups: 1,
+            ..params
+        };
+        let (oh, ow) = out_hw(op, [h, w], kernel, p)?;
+        Ok(Conv2dGeometry {
+            n,
+            c_in: c,
+            h,
+            w,
+            c_out: c,
+            kh: kernel[0],
+            kw: kernel[1],
+            oh,
+            ow,
+            params: p,
+        })
+    }
+
+    fn conv_geometry_from_grad(
+        &self,
+        op: &'static str,
+        grad_out: &Tensor,
+        kernel: [usize; 2],
+        params: Conv2dParams,
+    ) -> Result<Conv2dGeometry> {
+        check_same_device(op, self, grad_out)?;
+        let (Some(&c_in), Some(&c_out)) = (self.shape().get(1), grad_out.shape().get(1)) else {
+            return Err(mismatch(op, self.shape(), grad_out.shape()));
+        };
+        if params.groups == 0 || c_in % params.groups != 0 {
+            return Err(invalid_arg(
+                op,
+                format!("groups {} must divide input channels {c_in}", params.groups),
+            ));
+        }
+        let wshape = [c_out, c_in / params.groups, kernel[0], kernel[1]];
+        let g = Conv2dGeometry::new(self.shape(), &wshape, params)?;
+        check_grad_shape(op, &g, grad_out)?;
+        Ok(g)
+    }
+}
+
+fn check_grad_shape(op: &'static str, g: &Conv2dGeometry, grad_out: &Tensor) -> Result<()> {
+    let want = [g.n, g.c_out, g.oh, g.ow];
+    if grad_out.shape() != want {
+        return Err(TensorError::ShapeMismatch {
+            op,
+            lhs: want.to_vec(),
+            rhs: grad_out.shape().to_vec(),
+        });
+    }
+    Ok(())
+}

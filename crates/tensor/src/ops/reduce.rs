@@ -1,0 +1,252 @@
+//! Reductions: sum, mean and max over an axis (with the max's backward), whole-tensor sum and
+//! mean, and per-row squared norms (the quantity DP-SGD clips).
+//!
+//! Sums accumulate in `f64`: the CPU backend is the oracle other backends are tested against,
+//! and per-example squared norms feed the clipping factor, so the extra accuracy is worth the
+//! (small, memory-bound) cost.
+
+use rayon::prelude::*;
+
+use crate::backend::{BackendOps, CpuBackend};
+use crate::device::Storage;
+use crate::error::{Result, TensorError, mismatch};
+use crate::tensor::{Tensor, check_same_device, numel};
+
+/// A reduction over one axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReduceOp {
+    /// Sum.
+    Sum,
+    /// Arithmetic mean.
+    Mean,
+    /// Maximum (NaN-propagating is not guaranteed; the first maximal element wins ties).
+    Max,
+}
+
+/// `shape = [outer, len, inner]` around `axis`.
+pub(crate) fn split_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+    (
+        numel(&shape[..axis]),
+        shape[axis],
+        numel(&shape[axis + 1..]),
+    )
+}
+
+/// CPU kernel: reduce `[outer, len, inner]` over the middle axis into `[outer, inner]`.
+pub(crate) fn cpu_reduce_axis(
+    op: ReduceOp,
+    x: &[f32],
+    outer: usize,
+    len: usize,
+    inner: usize,
+) -> Vec<f32> {
+    let mut out = vec![0.0f32; outer * inner];
+    if inner == 0 || outer == 0 {
+        return out;
+    }
+    out.par_chunks_mut(inner).enumerate().for_each(|(o, row)| {
+        let base = &x[o * len * inner..(o + 1) * len * inner];
+        match op {
+            ReduceOp::Sum | ReduceOp::Mean => {
+                let mut acc = vec![0.0f64; inner];
+                for l in 0..len {
+                    for (a, &v) in acc.iter_mut().zip(&base[l * inner..(l + 1) * inner]) {
+                        *a += v as f64;
+                    }
+                }
+                let div = if op == ReduceOp::Mean {
+                    len as f64
+                } else {
+                    1.0
+                };
+                for (r, a) in row.iter_mut().zip(acc) {
+                    *r = (a / div) as f32;
+                }
+            }
+            ReduceOp::Max => {
+                row.fill(f32::NEG_INFINITY);
+                for l in 0..len {
+                    for (r, &v) in row.iter_mut().zip(&base[l * inner..(l + 1) * inner]) {
+                        if v > *r {
+                            *r = v;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    out
+}
+
+/// CPU kernel: scatter `grad` (`[outer, inner]`) onto the first arg-max along the axis.
+pub(crate) fn cpu_max_axis_backward(
+    x: &[f32],
+    grad: &[f32],
+    outer: usize,
+    len: usize,
+    inner: usize,
+) -> Vec<f32> {
+    let mut dx = vec![0.0f32; outer * len * inner];
+    if inner == 0 || len == 0 {
+        return dx;
+    }
+    dx.par_chunks_mut(len * inner)
+        .enumerate()
+        .for_each(|(o, dxo)| {
+            let xo = &x[o * len * inner..(o + 1) * len * inner];
+            for i in 0..inner {
+                let mut best = 0;
+                for l in 1..len {
+                    if xo[l * inner + i] > xo[best * inner + i] {
+                        best = l;
+                    }
+                }
+                dxo[best * inner + i] = grad[o * inner + i];
+            }
+        });
+    dx
+}
+
+/// CPU kernel: squared L2 norm of each of `rows` contiguous rows.
+pub(crate) fn cpu_row_sq_norms(x: &[f32], rows: usize) -> Vec<f32> {
+    if rows == 0 {
+        return Vec::new();
+    }
+    let cols = x.len() / rows;
+    if cols == 0 {
+        return vec![0.0; rows];
+    }
+    x.par_chunks(cols)
+        .map(|r| r.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() as f32)
+        .collect()
+}
+
+impl Tensor {
+    fn check_axis(&self, op: &'static str, axis: usize) -> Result<()> {
+        if axis >= self.rank() {
+            return Err(TensorError::IndexOutOfRange {
+                op,
+                index: axis,
+                bound: self.rank(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reduces over `axis`; with `keepdim` the axis stays with size 1.
+    pub fn reduce_axis(&self, op: ReduceOp, axis: usize, keepdim: bool) -> Result<Tensor> {
+        self.check_axis("reduce_axis", axis)?;
+        let (outer, len, inner) = split_axis(self.shape(), axis);
+        if op == ReduceOp::Max && len == 0 {
+            return Err(crate::error::invalid_shape(
+                "max_axis",
+                self.shape(),
+                "cannot take the max of an empty axis",
+            ));
+        }
+        let mut shape = self.shape().to_vec();
+        if keepdim {
+            shape[axis] = 1;
+        } else {
+            shape.remove(axis);
+        }
+        let storage = match self.storage() {
+            Storage::Cpu(x) => Storage::Cpu(CpuBackend.reduce_axis(op, x, outer, len, inner)),
+        };
+        Ok(Tensor::from_storage(storage, shape))
+    }
+
+    /// Sum over `axis`.
+    pub fn sum_axis(&self, axis: usize, keepdim: bool) -> Result<Tensor> {
+        self.reduce_axis(ReduceOp::Sum, axis, keepdim)
+    }
+    /// Mean over `axis`.
+    pub fn mean_axis(&self, axis: usize, keepdim: bool) -> Result<Tensor> {
+        self.reduce_axis(ReduceOp::Mean, axis, keepdim)
+    }
+    /// Maximum over `axis`.
+    pub fn max_axis(&self, axis: usize, keepdim: bool) -> Result<Tensor> {
+        self.reduce_axis(ReduceOp::Max, axis, keepdim)
+    }
+
+    /// Sum over several axes (any order, no duplicates).
+    pub fn sum_axes(&self, axes: &[usize], keepdim: bool) -> Result<Tensor> {
+        let mut sorted = axes.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != axes.len() {
+            return Err(crate::error::invalid_arg(
+                "sum_axes",
+                format!("duplicate axes in {axes:?}"),
+            ));
+        }
+        let mut t = self.clone();
+        for &ax in sorted.iter().rev() {
+            t = t.sum_axis(ax, keepdim)?;
+        }
+        Ok(t)
+    }
+
+    /// Backward of [`Tensor::sum_axis`]: broadcasts `grad` back over `axis` of `input_shape`.
+    pub fn sum_axis_backward(grad: &Tensor, input_shape: &[usize], axis: usize) -> Result<Tensor> {
+        if axis >= input_shape.len() {
+            return Err(TensorError::IndexOutOfRange {
+                op: "sum_axis_backward",
+                index: axis,
+                bound: input_shape.len(),
+            });
+        }
+        let mut kept = input_shape.to_vec();
+        kept[axis] = 1;
+        if grad.numel() != numel(&kept) {
+            return Err(mismatch("sum_axis_backward", &kept, grad.shape()));
+        }
+        grad.reshape(&kept)?.broadcast_to(input_shape)
+    }
+
+    /// Backward of [`Tensor::max_axis`]: `grad` (with or without the kept axis) flows to the
+    /// first maximal element of each slice of `self` (the forward input); others get 0.
+    pub fn max_axis_backward(&self, grad: &Tensor, axis: usize) -> Result<Tensor> {
+        self.check_axis("max_axis_backward", axis)?;
+        check_same_device("max_axis_backward", self, grad)?;
+        let (outer, len, inner) = split_axis(self.shape(), axis);
+        if grad.numel() != outer * inner {
+            return Err(mismatch("max_axis_backward", self.shape(), grad.shape()));
+        }
+        let storage = match (self.storage(), grad.storage()) {
+            (Storage::Cpu(x), Storage::Cpu(g)) => {
+                Storage::Cpu(CpuBackend.max_axis_backward(x, g, outer, len, inner))
+            }
+        };
+        Ok(Tensor::from_storage(storage, self.shape().to_vec()))
+    }
+
+    /// Sum of all elements (accumulated in `f64`).
+    pub fn sum_all(&self) -> f32 {
+        let n = self.numel();
+        match self.reshape(&[1, n]) {
+            Ok(t) => t.sum_axis(1, false).and_then(|s| s.item()).unwrap_or(0.0),
+            Err(_) => 0.0,
+        }
+    }
+
+    /// Mean of all elements (NaN for an empty tensor).
+    pub fn mean_all(&self) -> f32 {
+        (self.sum_all() as f64 / self.numel() as f64) as f32
+    }
+
+    /// Squared L2 norm of each example: `[N, ...] -> [N]`, `out[i] = sum(self[i]^2)`.
+    pub fn row_sq_norms(&self) -> Result<Tensor> {
+        let Some(&n) = self.shape().first() else {
+            return Err(crate::error::invalid_shape(
+                "row_sq_norms",
+                self.shape(),
+                "needs rank >= 1",
+            ));
+        };
+        let storage = match self.storage() {
+            Storage::Cpu(x) => Storage::Cpu(CpuBackend.row_sq_norms(x, n)),
+        };
+        Ok(Tensor::from_storage(storage, vec![n]))
+    }
+}
