@@ -34,6 +34,7 @@ fn cli() -> Command {
         .long("q")
         .value_name("Q")
         .value_parser(value_parser!(f64))
+        .allow_negative_numbers(true)
         .help("Poisson sampling probability per step (or give --batch-size and --dataset-size)");
     let batch = Arg::new("batch-size")
         .long("batch-size")
@@ -52,6 +53,7 @@ fn cli() -> Command {
         .long("sigma")
         .value_name("SIGMA")
         .value_parser(value_parser!(f64))
+        .allow_negative_numbers(true)
         .help("Noise multiplier (noise std / clipping norm)");
     let steps = Arg::new("steps")
         .long("steps")
@@ -62,6 +64,7 @@ fn cli() -> Command {
         .long("epochs")
         .value_name("E")
         .value_parser(value_parser!(f64))
+        .allow_negative_numbers(true)
         .conflicts_with("steps")
         .help("Number of epochs; steps = ceil(E / q)");
     let phase = Arg::new("phase")
@@ -74,12 +77,14 @@ fn cli() -> Command {
         .long("delta")
         .value_name("DELTA")
         .value_parser(value_parser!(f64))
+        .allow_negative_numbers(true)
         .required(true)
         .help("Target delta, in (0, 1)");
     let epsilon = Arg::new("epsilon")
         .long("epsilon")
         .value_name("EPSILON")
         .value_parser(value_parser!(f64))
+        .allow_negative_numbers(true)
         .required(true)
         .help("Target epsilon");
     let common = [
@@ -140,6 +145,7 @@ fn cli() -> Command {
                         .long("tolerance")
                         .value_name("TOL")
                         .value_parser(value_parser!(f64))
+                        .allow_negative_numbers(true)
                         .default_value("0.01")
                         .help("Stop when target - epsilon <= TOL (never above the target)"),
                 )
