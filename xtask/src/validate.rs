@@ -21,7 +21,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         ("format", vec!["fmt", "--all", "--check"]),
         (
             "lint",
-            vec!["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+            vec![
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
         ),
     ];
     if !args.no_test {
@@ -35,7 +42,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             .status()
             .with_context(|| format!("could not start `cargo {}`", cargo_args.join(" ")))?;
         if !status.success() {
-            bail!("{name} failed: `cargo {}` exited with {status}", cargo_args.join(" "));
+            bail!(
+                "{name} failed: `cargo {}` exited with {status}",
+                cargo_args.join(" ")
+            );
         }
         eprintln!("==> {name}: ok ({:.1} s)", start.elapsed().as_secs_f64());
     }

@@ -32,6 +32,20 @@
 //! assert!(spent.epsilon > 0.0 && spent.epsilon < 2.0);
 //! # Ok::<(), sparsedp_accountant::Error>(())
 //! ```
+//!
+//! Calibrating a plan, then spending it (the trainer's pattern; also in the README):
+//!
+//! ```
+//! use sparsedp_accountant::{CalibrationOptions, RdpAccountant, calibrate_sigma};
+//!
+//! let plan = calibrate_sigma(3.0, 1e-5, 512.0 / 60000.0, 4688, &CalibrationOptions::default())?;
+//! let mut acc = RdpAccountant::default(); // Opacus' orders, absolute-value series
+//! for _ in 0..4688 {
+//!     acc.step(512.0 / 60000.0, plan.sigma)?;
+//! }
+//! assert!(acc.epsilon(1e-5)?.epsilon <= 3.0); // calibration never overshoots
+//! # Ok::<(), sparsedp_accountant::Error>(())
+//! ```
 
 mod accountant;
 mod calibrate;
