@@ -187,8 +187,9 @@ fn out_hw(
 
 // ----- im2col / col2im for one example -----------------------------------------------------
 
-/// Unfolds one example `x` (`C x H x W`) into `col` (`C*kh*kw x T`).
-fn im2col_one(x: &[f32], g: &Conv2dGeometry, col: &mut [f32]) {
+/// Unfolds one example `x` (`C x H x W`) into the `C*kh*kw x T` block of `col` that starts at
+/// column `off` of a matrix with row stride `ld` (so several examples can sit side by side).
+fn im2col_one(x: &[f32], g: &Conv2dGeometry, col: &mut [f32], ld: usize, off: usize) {
     let (h, w, oh, ow) = (g.h as isize, g.w as isize, g.oh, g.ow);
     let [sh, sw] = g.params.stride;
     let [ph, pw] = g.params.padding;
@@ -199,7 +200,7 @@ fn im2col_one(x: &[f32], g: &Conv2dGeometry, col: &mut [f32]) {
         let xc = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
-                let dst = &mut col[row * t..(row + 1) * t];
+                let dst = &mut col[row * ld + off..row * ld + off + t];
                 // Valid output-column range for this tap: 0 <= ox*sw - pw + kj*dw < w.
                 let off_x = (kj * dw) as isize - pw as isize;
                 let (lo, hi) = valid_range(off_x, sw, w, ow);
@@ -212,12 +213,10 @@ fn im2col_one(x: &[f32], g: &Conv2dGeometry, col: &mut [f32]) {
                     }
                     let src = &xc[iy as usize * g.w..(iy as usize + 1) * g.w];
                     d[..lo].fill(0.0);
-                    d[hi.max(lo)..].fill(0.0);
+                    d[hi..].fill(0.0);
                     if sw == 1 {
                         let s0 = (lo as isize + off_x) as usize;
-                        if hi > lo {
-                            d[lo..hi].copy_from_slice(&src[s0..s0 + (hi - lo)]);
-                        }
+                        d[lo..hi].copy_from_slice(&src[s0..s0 + (hi - lo)]);
                     } else {
                         for (ox, v) in d.iter_mut().enumerate().take(hi).skip(lo) {
                             *v = src[(ox as isize * sw as isize + off_x) as usize];
@@ -230,9 +229,9 @@ fn im2col_one(x: &[f32], g: &Conv2dGeometry, col: &mut [f32]) {
     }
 }
 
-/// Folds `col` (`C*kh*kw x T`) back onto one example `dx` (`C x H x W`), accumulating
-/// overlapping taps; `dx` must be zeroed by the caller.
-fn col2im_one(col: &[f32], g: &Conv2dGeometry, dx: &mut [f32]) {
+/// Folds the `C*kh*kw x T` block of `col` at column `off` (row stride `ld`) back onto one
+/// example `dx` (`C x H x W`), accumulating overlapping taps; `dx` must be zeroed by the caller.
+fn col2im_one(col: &[f32], ld: usize, off: usize, g: &Conv2dGeometry, dx: &mut [f32]) {
     let (h, w, oh, ow) = (g.h as isize, g.w as isize, g.oh, g.ow);
     let [sh, sw] = g.params.stride;
     let [ph, pw] = g.params.padding;
@@ -243,7 +242,7 @@ fn col2im_one(col: &[f32], g: &Conv2dGeometry, dx: &mut [f32]) {
         let xc = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
-                let src = &col[row * t..(row + 1) * t];
+                let src = &col[row * ld + off..row * ld + off + t];
                 let off_x = (kj * dw) as isize - pw as isize;
                 let (lo, hi) = valid_range(off_x, sw, w, ow);
                 for oy in 0..oh {
@@ -286,6 +285,8 @@ fn valid_range(off: isize, stride: usize, w: isize, ow: usize) -> (usize, usize)
     (lo, hi.max(lo))
 }
 
+// ----- work partitioning --------------------------------------------------------------------
+
 /// GEMM flavour for a split: with a single example range (batch smaller than the thread count)
 /// the examples run one after another and each GEMM is parallel instead.
 type GemmFn = fn(usize, usize, usize, f32, Operand<'_>, Operand<'_>, f32, &mut [f32], usize);
@@ -297,11 +298,79 @@ fn gemm_for(ranges: &[(usize, usize)]) -> GemmFn {
     }
 }
 
-/// Splits `0..n` into one contiguous range per rayon thread (at most `n` ranges).
+/// Splits `0..n` into contiguous example ranges, about four per rayon thread. More ranges than
+/// threads let work stealing even out load when another process takes a core (common on a
+/// shared 2-core machine); each range pays for one column buffer and, in the weight gradient,
+/// one partial sum, which is why it is not one example per task.
 fn example_ranges(n: usize) -> Vec<(usize, usize)> {
-    let parts = rayon::current_num_threads().clamp(1, n.max(1));
+    let parts = (4 * rayon::current_num_threads()).clamp(1, n.max(1));
     let per = n.div_ceil(parts).max(1);
     (0..n).step_by(per).map(|s| (s, (s + per).min(n))).collect()
+}
+
+/// Column-buffer budget (floats) of one block: ~2 MiB, the per-core L2 of the development VM.
+const BLOCK_FLOATS: usize = 1 << 19;
+/// Blocks aim for this many GEMM columns (`nb * T`).
+const BLOCK_COLS: usize = 512;
+
+/// Examples unfolded side by side into one `C*kh*kw x (nb*T)` block. Layers with few output
+/// positions (8x8 maps: T = 64) would otherwise run skinny GEMMs that re-pack the whole weight
+/// for every example; a block makes `N = nb*T` and packs the weight once per block. Layers with
+/// large maps get blocks of one: their GEMMs are wide already, and blocking would only add the
+/// copy of the block's output into NCHW order.
+fn block_len(g: &Conv2dGeometry) -> usize {
+    if g.is_pointwise() {
+        // The input already is the column matrix; blocking would only add a copy.
+        return 1;
+    }
+    let t = g.t().max(1);
+    (BLOCK_COLS / t)
+        .min(BLOCK_FLOATS / (g.d_total() * t).max(1))
+        .max(1)
+}
+
+/// Runs `f(first, count, cols, ld)` for examples `lo..hi` in blocks: `cols` holds the unfolded
+/// examples `first..first+count` side by side (row stride `ld = count*T`). For pointwise
+/// convolutions (blocks of one) `cols` is the input slice itself.
+fn for_each_block(
+    x: &[f32],
+    g: &Conv2dGeometry,
+    lo: usize,
+    hi: usize,
+    mut f: impl FnMut(usize, usize, &[f32], usize),
+) {
+    let il = g.input_len();
+    let t = g.t();
+    if g.is_pointwise() {
+        for i in lo..hi {
+            f(i, 1, &x[i * il..(i + 1) * il], t);
+        }
+        return;
+    }
+    let nb = block_len(g).min(hi - lo);
+    let mut col = vec![0.0f32; g.d_total() * nb * t];
+    let mut i = lo;
+    while i < hi {
+        let cnt = nb.min(hi - i);
+        let ld = cnt * t;
+        for j in 0..cnt {
+            im2col_one(&x[(i + j) * il..(i + j + 1) * il], g, &mut col, ld, j * t);
+        }
+        f(i, cnt, &col[..g.d_total() * ld], ld);
+        i += cnt;
+    }
+}
+
+/// Copies the output gradients of `cnt` examples from `dy` (`N x O x T`) into `buf` as one
+/// `O x (cnt*T)` matrix, so a block can be multiplied in one GEMM.
+fn gather_block(dy: &[f32], first: usize, cnt: usize, c_out: usize, t: usize, buf: &mut [f32]) {
+    let ld = cnt * t;
+    for j in 0..cnt {
+        let src = &dy[(first + j) * c_out * t..(first + j + 1) * c_out * t];
+        for o in 0..c_out {
+            buf[o * ld + j * t..o * ld + (j + 1) * t].copy_from_slice(&src[o * t..(o + 1) * t]);
+        }
+    }
 }
 
 // ----- CPU kernels --------------------------------------------------------------------------
@@ -315,7 +384,7 @@ pub(crate) fn cpu_im2col(x: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
     }
     out.par_chunks_mut(per)
         .zip(x.par_chunks(g.input_len().max(1)))
-        .for_each(|(col, xi)| im2col_one(xi, g, col));
+        .for_each(|(col, xi)| im2col_one(xi, g, col, g.t(), 0));
     out
 }
 
@@ -328,31 +397,8 @@ pub(crate) fn cpu_col2im(cols: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
     }
     out.par_chunks_mut(g.input_len())
         .zip(cols.par_chunks(per))
-        .for_each(|(dx, col)| col2im_one(col, g, dx));
+        .for_each(|(dx, col)| col2im_one(col, g.t(), 0, g, dx));
     out
-}
-
-/// Runs `f(example, a_i)` for examples `lo..hi`, reusing one column buffer; for pointwise convs
-/// `a_i` is the input slice itself.
-fn for_each_unfolded(
-    x: &[f32],
-    g: &Conv2dGeometry,
-    lo: usize,
-    hi: usize,
-    mut f: impl FnMut(usize, &[f32]),
-) {
-    let il = g.input_len();
-    if g.is_pointwise() {
-        for i in lo..hi {
-            f(i, &x[i * il..(i + 1) * il]);
-        }
-        return;
-    }
-    let mut col = vec![0.0f32; g.d_total() * g.t()];
-    for i in lo..hi {
-        im2col_one(&x[i * il..(i + 1) * il], g, &mut col);
-        f(i, &col);
-    }
 }
 
 /// Forward: `y_i[g] = W[g] a_i[g] (+ bias)`, output `N x O x T`.
@@ -375,24 +421,40 @@ pub(crate) fn cpu_conv2d_forward(
         .into_par_iter()
         .zip(ranges.par_iter())
         .for_each(|(ychunk, &(lo, hi))| {
-            for_each_unfolded(x, g, lo, hi, |i, col| {
-                let yi = &mut ychunk[(i - lo) * per_out..(i - lo + 1) * per_out];
+            let mut ybuf = Vec::new();
+            for_each_block(x, g, lo, hi, |first, cnt, col, ld| {
+                let direct = cnt == 1;
+                if !direct {
+                    ybuf.resize(g.c_out * ld, 0.0);
+                }
+                let out: &mut [f32] = if direct {
+                    &mut ychunk[(first - lo) * per_out..(first - lo + 1) * per_out]
+                } else {
+                    &mut ybuf
+                };
                 for gi in 0..groups {
                     gemm(
                         og,
-                        t,
+                        ld,
                         d,
                         1.0,
                         Operand::new(&w[gi * og * d..], d, false),
-                        Operand::new(&col[gi * d * t..], t, false),
+                        Operand::new(&col[gi * d * ld..], ld, false),
                         0.0,
-                        &mut yi[gi * og * t..],
-                        t,
+                        &mut out[gi * og * ld..],
+                        ld,
                     );
                 }
-                if let Some(b) = bias {
+                for j in 0..cnt {
+                    let yi =
+                        &mut ychunk[(first - lo + j) * per_out..(first - lo + j + 1) * per_out];
                     for (o, row) in yi.chunks_mut(t).enumerate() {
-                        row.iter_mut().for_each(|v| *v += b[o]);
+                        if !direct {
+                            row.copy_from_slice(&ybuf[o * ld + j * t..o * ld + (j + 1) * t]);
+                        }
+                        if let Some(b) = bias {
+                            row.iter_mut().for_each(|v| *v += b[o]);
+                        }
                     }
                 }
             });
@@ -413,35 +475,57 @@ pub(crate) fn cpu_conv2d_backward_input(dy: &[f32], w: &[f32], g: &Conv2dGeometr
     let gemm = gemm_for(&ranges);
     let chunks = split_by_ranges(&mut dx, &ranges, il);
     let pointwise = g.is_pointwise();
+    let nb = block_len(g);
     chunks
         .into_par_iter()
         .zip(ranges.par_iter())
         .for_each(|(dxchunk, &(lo, hi))| {
-            let mut col = if pointwise {
+            let nb = nb.min(hi - lo);
+            let mut dcol = if pointwise {
                 Vec::new()
             } else {
-                vec![0.0f32; g.d_total() * t]
+                vec![0.0f32; g.d_total() * nb * t]
             };
-            for i in lo..hi {
-                let dxi = &mut dxchunk[(i - lo) * il..(i - lo + 1) * il];
-                let dyi = &dy[i * per_out..(i + 1) * per_out];
-                let target: &mut [f32] = if pointwise { dxi } else { &mut col };
+            let mut gbuf = if nb > 1 {
+                vec![0.0f32; g.c_out * nb * t]
+            } else {
+                Vec::new()
+            };
+            let mut i = lo;
+            while i < hi {
+                let cnt = nb.min(hi - i);
+                let ld = cnt * t;
+                let gsrc: &[f32] = if cnt == 1 {
+                    &dy[i * per_out..(i + 1) * per_out]
+                } else {
+                    gather_block(dy, i, cnt, g.c_out, t, &mut gbuf);
+                    &gbuf
+                };
+                let target: &mut [f32] = if pointwise {
+                    &mut dxchunk[(i - lo) * il..(i - lo + 1) * il]
+                } else {
+                    &mut dcol
+                };
                 for gi in 0..groups {
                     gemm(
                         d,
-                        t,
+                        ld,
                         og,
                         1.0,
                         Operand::new(&w[gi * og * d..], d, true),
-                        Operand::new(&dyi[gi * og * t..], t, false),
+                        Operand::new(&gsrc[gi * og * ld..], ld, false),
                         0.0,
-                        &mut target[gi * d * t..],
-                        t,
+                        &mut target[gi * d * ld..],
+                        ld,
                     );
                 }
                 if !pointwise {
-                    col2im_one(&col, g, &mut dxchunk[(i - lo) * il..(i - lo + 1) * il]);
+                    for j in 0..cnt {
+                        let dxi = &mut dxchunk[(i - lo + j) * il..(i - lo + j + 1) * il];
+                        col2im_one(&dcol, ld, j * t, g, dxi);
+                    }
                 }
+                i += cnt;
             }
         });
     dx
@@ -455,24 +539,31 @@ pub(crate) fn cpu_conv2d_backward_weight(x: &[f32], dy: &[f32], g: &Conv2dGeomet
     if g.n == 0 || wlen == 0 {
         return vec![0.0; wlen];
     }
-    // One partial sum per thread range, added at the end in a fixed order (deterministic for a
-    // given thread count).
     let ranges = example_ranges(g.n);
     let gemm = gemm_for(&ranges);
+    // One partial sum per example range, added at the end in a fixed order (deterministic for a
+    // given thread count).
     let partials: Vec<Vec<f32>> = ranges
         .into_par_iter()
         .map(|(lo, hi)| {
             let mut acc = vec![0.0f32; wlen];
-            for_each_unfolded(x, g, lo, hi, |i, col| {
-                let dyi = &dy[i * per_out..(i + 1) * per_out];
+            let mut gbuf = Vec::new();
+            for_each_block(x, g, lo, hi, |first, cnt, col, ld| {
+                let gsrc: &[f32] = if cnt == 1 {
+                    &dy[first * per_out..(first + 1) * per_out]
+                } else {
+                    gbuf.resize(g.c_out * ld, 0.0);
+                    gather_block(dy, first, cnt, g.c_out, t, &mut gbuf);
+                    &gbuf
+                };
                 for gi in 0..groups {
                     gemm(
                         og,
                         d,
-                        t,
+                        ld,
                         1.0,
-                        Operand::new(&dyi[gi * og * t..], t, false),
-                        Operand::new(&col[gi * d * t..], t, true),
+                        Operand::new(&gsrc[gi * og * ld..], ld, false),
+                        Operand::new(&col[gi * d * ld..], ld, true),
                         1.0,
                         &mut acc[gi * og * d..],
                         d,
@@ -506,21 +597,24 @@ fn per_example_into(x: &[f32], dy: &[f32], g: &Conv2dGeometry, out: &mut [f32]) 
         .into_par_iter()
         .zip(ranges.par_iter())
         .for_each(|(ochunk, &(lo, hi))| {
-            for_each_unfolded(x, g, lo, hi, |i, col| {
-                let dyi = &dy[i * per_out..(i + 1) * per_out];
-                let gi_out = &mut ochunk[(i - lo) * wlen..(i - lo + 1) * wlen];
-                for gi in 0..groups {
-                    gemm(
-                        og,
-                        d,
-                        t,
-                        1.0,
-                        Operand::new(&dyi[gi * og * t..], t, false),
-                        Operand::new(&col[gi * d * t..], t, true),
-                        0.0,
-                        &mut gi_out[gi * og * d..],
-                        d,
-                    );
+            for_each_block(x, g, lo, hi, |first, cnt, col, ld| {
+                for j in 0..cnt {
+                    let i = first + j;
+                    let dyi = &dy[i * per_out..(i + 1) * per_out];
+                    let gi_out = &mut ochunk[(i - lo) * wlen..(i - lo + 1) * wlen];
+                    for gi in 0..groups {
+                        gemm(
+                            og,
+                            d,
+                            t,
+                            1.0,
+                            Operand::new(&dyi[gi * og * t..], t, false),
+                            Operand::new(&col[gi * d * ld + j * t..], ld, true),
+                            0.0,
+                            &mut gi_out[gi * og * d..],
+                            d,
+                        );
+                    }
                 }
             });
         });

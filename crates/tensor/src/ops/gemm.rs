@@ -235,6 +235,9 @@ pub(crate) fn sgemm_serial(
     }
 }
 
+/// Smallest row panel worth a task of its own.
+const MIN_PANEL_ROWS: usize = 32;
+
 /// Below this many multiply-adds a GEMM is not worth splitting across threads.
 const PAR_MIN_FLOPS: usize = 1 << 21;
 
@@ -256,12 +259,15 @@ pub(crate) fn sgemm(
     if threads <= 1 || m.saturating_mul(n).saturating_mul(k) < PAR_MIN_FLOPS {
         return sgemm_serial(m, n, k, alpha, a, b, beta, c, ldc);
     }
-    if m < threads {
+    if m < 2 * MIN_PANEL_ROWS {
         // Too few rows to split; column panels would need aliasing `&mut` views of C.
         return sgemm_serial(m, n, k, alpha, a, b, beta, c, ldc);
     }
-    // Row panels of C are disjoint contiguous ranges: split by chunks of ldc * rows.
-    let rows = m.div_ceil(threads);
+    // Row panels of C are disjoint contiguous ranges: split by chunks of ldc * rows. About four
+    // panels per thread so that work stealing evens out a core taken by another process; each
+    // panel re-packs B, which costs little next to its share of the product.
+    let panels = (4 * threads).min(m / MIN_PANEL_ROWS).max(2);
+    let rows = m.div_ceil(panels);
     let panels = split_rows(c, rows * ldc, m, rows);
     rayon::scope(|s| {
         for (i, panel) in panels.into_iter().enumerate() {

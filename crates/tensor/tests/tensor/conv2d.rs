@@ -258,8 +258,9 @@ proptest! {
 }
 
 #[test]
-fn conv2d_pointwise_and_batch_one() {
+fn conv2d_pointwise_batch_one_and_blocked_batches() {
     // 1x1 stride-1 unpadded takes the no-im2col path; batch 1 takes the parallel-GEMM path.
+    // (The (4, 4) case is a depthwise-style grouped pointwise conv.)
     for (n, groups) in [(1, 1), (3, 1), (1, 2), (4, 4)] {
         let c = Case {
             n,
@@ -294,6 +295,24 @@ fn conv2d_pointwise_and_batch_one() {
         },
     };
     check_case(c, 7);
+    // A batch much larger than the thread count: several examples share one column block.
+    let c = Case {
+        n: 19,
+        groups: 2,
+        cg: 2,
+        og: 3,
+        h: 6,
+        w: 5,
+        kh: 3,
+        kw: 2,
+        p: Conv2dParams {
+            stride: [1, 2],
+            padding: [1, 1],
+            dilation: [1, 1],
+            groups: 2,
+        },
+    };
+    check_case(c, 8);
 }
 
 /// Acceptance: the per-example weight gradients summed over the batch equal the batch weight
