@@ -1,0 +1,353 @@
+//! Per-layer pieces of the clipping engines: per-example gradient norms (ghost, masked-linear
+//! shortcut, materialised) and clipped sums (book-keeping, materialised), all from a layer's
+//! stored input `a` and output gradient `g`.
+//!
+//! Shapes: `N = B * K` rows (K augmented views per example, consecutive). For a linear layer
+//! `a: [N, d]`, `g: [N, p]`; for a conv layer `a` is the input `[N, C, H, W]` (unfolded here to
+//! `[N, d, T]`) and `g: [N, O, Ho, Wo]` (viewed as `[N, O, T]`). An example's gradient is the sum
+//! over its K views (the 1/K of the mean is already in `g`, from the backward seed), which is the
+//! same as one "long" example with `K * T` positions: ghost norms and products work on that view.
+
+use crate::error::Result;
+use crate::tape::{LayerKind, LayerRecord};
+use sparsedp_tensor::Tensor;
+
+/// How a layer's per-example weight-gradient norms are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormMethod {
+    /// Gram matrices of activations and output gradients; never forms `G_i`.
+    Ghost,
+    /// `sum_jk M_jk g_ij^2 a_ik^2`: exact for a masked linear layer with one position.
+    MaskedLinear,
+    /// Form each `G_i` (in chunks), apply the transform and mask, take the norm.
+    Materialize,
+}
+
+/// Geometry of a layer's weight gradient as the engines see it.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerDims {
+    /// Examples.
+    pub b: usize,
+    /// Views per example.
+    pub k: usize,
+    /// Output features / channels `p`.
+    pub p: usize,
+    /// Fan-in `d` (per group for grouped convs).
+    pub d: usize,
+    /// Positions per view `T` (1 for linear).
+    pub t: usize,
+    /// Convolution groups (1 for linear).
+    pub groups: usize,
+}
+
+/// Dimensions of a weight-bearing layer (linear or conv).
+pub fn dims(rec: &LayerRecord, b: usize, k: usize) -> Option<LayerDims> {
+    let g = rec.grad_output.as_ref()?;
+    match &rec.kind {
+        LayerKind::Linear => Some(LayerDims {
+            b,
+            k,
+            p: g.shape()[1],
+            d: rec.input.shape()[1],
+            t: 1,
+            groups: 1,
+        }),
+        LayerKind::Conv2d { params, kernel } => {
+            let s = g.shape();
+            let c = rec.input.shape()[1];
+            Some(LayerDims {
+                b,
+                k,
+                p: s[1],
+                d: c / params.groups * kernel[0] * kernel[1],
+                t: s[2] * s[3],
+                groups: params.groups,
+            })
+        }
+        LayerKind::GroupNormAffine { .. } => None,
+    }
+}
+
+/// The mixed rule of Bu, Mao & Xu (2022): ghost norm iff `2 T^2 <= p d`, with `T` the positions
+/// per example (`K * T` with K views). Ghost needs an ungrouped layer without mask or transform.
+pub fn choose(d: &LayerDims, masked: bool, transformed: bool, allow_ghost: bool) -> NormMethod {
+    if masked {
+        if d.t == 1 && d.k == 1 && !transformed {
+            return NormMethod::MaskedLinear;
+        }
+        return NormMethod::Materialize;
+    }
+    if transformed || d.groups != 1 || !allow_ghost {
+        return NormMethod::Materialize;
+    }
+    let tt = (d.k * d.t) as f64;
+    if 2.0 * tt * tt <= (d.p * d.d) as f64 {
+        NormMethod::Ghost
+    } else {
+        NormMethod::Materialize
+    }
+}
+
+/// Activations as `[B, d, K*T]` and output gradients as `[B, p, K*T]` (ungrouped layers).
+fn long_views(rec: &LayerRecord, dm: &LayerDims) -> Result<(Tensor, Tensor)> {
+    let g = rec.grad_output.as_ref().expect("backward ran");
+    let (b, k, t) = (dm.b, dm.k, dm.t);
+    match &rec.kind {
+        LayerKind::Linear => {
+            // [N, d] -> [B, K, d] -> [B, d, K]
+            let a = rec.input.reshape(&[b, k, dm.d])?.permute(&[0, 2, 1])?;
+            let g = g.reshape(&[b, k, dm.p])?.permute(&[0, 2, 1])?;
+            Ok((a, g))
+        }
+        LayerKind::Conv2d { params, kernel } => {
+            let cols = rec.input.im2col(*kernel, *params)?; // [N, d, T]
+            let a = to_long(cols, b, k, dm.d, t)?;
+            let g = to_long(g.reshape(&[b * k, dm.p, t])?, b, k, dm.p, t)?;
+            Ok((a, g))
+        }
+        LayerKind::GroupNormAffine { .. } => unreachable!("no weight gradient view"),
+    }
+}
+
+/// `[B*K, r, T] -> [B, r, K*T]`.
+fn to_long(x: Tensor, b: usize, k: usize, r: usize, t: usize) -> Result<Tensor> {
+    if k == 1 {
+        return Ok(x);
+    }
+    Ok(x.into_reshape(&[b, k, r, t])?
+        .permute(&[0, 2, 1, 3])?
+        .into_reshape(&[b, r, k * t])?)
+}
+
+/// Per-example squared norms `[B]` by ghost clipping:
+/// `||g_i a_i^T||_F^2 = sum_{t,s} (a_i^T a_i)_{ts} (g_i^T g_i)_{ts}`.
+pub fn ghost_sq_norms(rec: &LayerRecord, dm: &LayerDims) -> Result<Vec<f32>> {
+    let (a, g) = long_views(rec, dm)?;
+    let ga = a.matmul_t(&a, true, false)?; // [B, KT, KT]
+    let gg = g.matmul_t(&g, true, false)?;
+    let prod = ga
+        .mul(&gg)?
+        .into_reshape(&[dm.b, (dm.k * dm.t) * (dm.k * dm.t)])?;
+    Ok(prod.sum_axis(1, false)?.to_vec())
+}
+
+/// Per-example squared norms `[B]` of a masked linear layer (one view):
+/// `(g_i o g_i)^T M (a_i o a_i)`, one `[B, p] x [p, d]` product for the batch.
+pub fn masked_linear_sq_norms(rec: &LayerRecord, mask: &Tensor) -> Result<Vec<f32>> {
+    let g = rec.grad_output.as_ref().expect("backward ran");
+    let g2 = g.mul(g)?;
+    let a2 = rec.input.mul(&rec.input)?;
+    let ga = g2.matmul(mask)?; // [B, d]
+    Ok(ga.mul(&a2)?.sum_axis(1, false)?.to_vec())
+}
+
+/// Calls `f(first_example, grads)` with the per-example weight gradients `[c, ...weight shape]`
+/// of consecutive chunks of at most `chunk` examples, transformed into the stored weight's
+/// parameterisation and masked. Memory is bounded by `chunk * p * d`.
+pub fn for_each_per_example_grad(
+    rec: &LayerRecord,
+    dm: &LayerDims,
+    weight: &Tensor,
+    mask: Option<&Tensor>,
+    chunk: usize,
+    mut f: impl FnMut(usize, Tensor) -> Result<()>,
+) -> Result<()> {
+    let g = rec.grad_output.as_ref().expect("backward ran");
+    let wshape = weight.shape().to_vec();
+    let per_example = wshape.iter().product::<usize>();
+    let chunk = chunk.max(1);
+    let mut start = 0;
+    while start < dm.b {
+        let n = chunk.min(dm.b - start);
+        let rows = dm.k * n;
+        let a = rec.input.narrow(0, start * dm.k, rows)?;
+        let gc = g.narrow(0, start * dm.k, rows)?;
+        let per_row = match &rec.kind {
+            LayerKind::Linear => {
+                // [rows, p, 1] x [rows, 1, d]
+                let g3 = gc.reshape(&[rows, dm.p, 1])?;
+                let a3 = a.reshape(&[rows, 1, dm.d])?;
+                g3.bmm(&a3)?
+            }
+            LayerKind::Conv2d { params, kernel } => {
+                a.conv2d_per_example_weight_grad(&gc, *kernel, *params)?
+            }
+            LayerKind::GroupNormAffine { .. } => unreachable!("handled separately"),
+        };
+        // Sum the K views of each example.
+        let mut grads = per_row
+            .into_reshape(&[n, dm.k, per_example])?
+            .sum_axis(1, false)?;
+        let mut shape = vec![n];
+        shape.extend_from_slice(&wshape);
+        grads = grads.into_reshape(&shape)?;
+        if let Some(t) = &rec.transform {
+            grads = t.vjp(weight, &grads)?;
+        }
+        if let Some(m) = mask {
+            grads = grads.mul(m)?;
+        }
+        f(start, grads)?;
+        start += n;
+    }
+    Ok(())
+}
+
+/// Per-example squared norms `[B]` of materialised, transformed, masked weight gradients.
+pub fn materialized_sq_norms(
+    rec: &LayerRecord,
+    dm: &LayerDims,
+    weight: &Tensor,
+    mask: Option<&Tensor>,
+    chunk: usize,
+) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(dm.b);
+    for_each_per_example_grad(rec, dm, weight, mask, chunk, |_, grads| {
+        let n = grads.shape()[0];
+        out.extend(
+            grads
+                .into_reshape(&[n, weight.numel()])?
+                .row_sq_norms()?
+                .to_vec(),
+        );
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// `sum_i c_i G_i` from materialised per-example gradients (Opacus-style), masked.
+pub fn materialized_clipped_sum(
+    rec: &LayerRecord,
+    dm: &LayerDims,
+    weight: &Tensor,
+    mask: Option<&Tensor>,
+    chunk: usize,
+    factors: &[f32],
+) -> Result<Tensor> {
+    let mut sum = Tensor::zeros(weight.shape());
+    for_each_per_example_grad(rec, dm, weight, mask, chunk, |start, grads| {
+        let n = grads.shape()[0];
+        let c = Tensor::from_slice(&factors[start..start + n], &[1, n])?;
+        let flat = grads.into_reshape(&[n, weight.numel()])?;
+        let weighted = c.matmul(&flat)?.into_reshape(weight.shape())?;
+        sum.add_scaled_(1.0, &weighted)?;
+        Ok(())
+    })?;
+    Ok(sum)
+}
+
+/// Output gradients with row `r` scaled by the factor of its example (`r / K`).
+pub fn scale_rows(g: &Tensor, factors: &[f32], k: usize) -> Result<Tensor> {
+    let n = g.shape()[0];
+    let per_row: Vec<f32> = (0..n).map(|r| factors[r / k]).collect();
+    let mut shape = vec![1; g.rank()];
+    shape[0] = n;
+    Ok(g.mul(&Tensor::from_vec(per_row, &shape)?)?)
+}
+
+/// Book-keeping (Bu et al. 2023): `sum_i c_i G_i = (c o g) a^T` as one product from the stored
+/// `a` and `g`, mapped through the transform (the same Jacobian for every example) and masked.
+pub fn bookkeeping_clipped_weight_sum(
+    rec: &LayerRecord,
+    weight: &Tensor,
+    mask: Option<&Tensor>,
+    factors: &[f32],
+    k: usize,
+) -> Result<Tensor> {
+    let g = scale_rows(rec.grad_output.as_ref().expect("backward ran"), factors, k)?;
+    let mut sum = match &rec.kind {
+        LayerKind::Linear => g.matmul_t(&rec.input, true, false)?,
+        LayerKind::Conv2d { params, kernel } => {
+            rec.input.conv2d_backward_weight(&g, *kernel, *params)?
+        }
+        LayerKind::GroupNormAffine { .. } => unreachable!("handled separately"),
+    };
+    if let Some(t) = &rec.transform {
+        sum = t.vjp(weight, &sum)?;
+    }
+    match mask {
+        Some(m) => Ok(sum.mul(m)?),
+        None => Ok(sum),
+    }
+}
+
+/// Per-example gradients `[B, ...]` of the "cheap" parameters of a layer: the bias of a linear
+/// or conv layer, or gamma and beta of a group-norm affine (`(weight, bias)`; the weight entry is
+/// `None` for linear/conv, whose weight is handled above).
+pub fn cheap_per_example_grads(
+    rec: &LayerRecord,
+    b: usize,
+    k: usize,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let g = rec.grad_output.as_ref().expect("backward ran");
+    let n = b * k;
+    let sum_views = |t: Tensor, c: usize| -> Result<Tensor> {
+        Ok(t.into_reshape(&[b, k, c])?.sum_axis(1, false)?)
+    };
+    match &rec.kind {
+        LayerKind::Linear => {
+            let p = g.shape()[1];
+            let bias = match rec.bias {
+                Some(_) => Some(sum_views(g.clone(), p)?),
+                None => None,
+            };
+            Ok((None, bias))
+        }
+        LayerKind::Conv2d { .. } => {
+            let s = g.shape();
+            let bias = match rec.bias {
+                Some(_) => {
+                    let per_row = g.reshape(&[n, s[1], s[2] * s[3]])?.sum_axis(2, false)?;
+                    Some(sum_views(per_row, s[1])?)
+                }
+                None => None,
+            };
+            Ok((None, bias))
+        }
+        LayerKind::GroupNormAffine { .. } => {
+            let c = g.shape()[1];
+            let spatial = g.numel() / (n * c);
+            let gamma = g
+                .mul(&rec.input)?
+                .into_reshape(&[n, c, spatial])?
+                .sum_axis(2, false)?;
+            let beta = g.reshape(&[n, c, spatial])?.sum_axis(2, false)?;
+            Ok((Some(sum_views(gamma, c)?), Some(sum_views(beta, c)?)))
+        }
+    }
+}
+
+/// Masked per-example squared norms `[B]` of per-example gradients `[B, ...]`.
+pub fn sq_norms_of(per_example: &Tensor, mask: Option<&Tensor>) -> Result<Vec<f32>> {
+    let b = per_example.shape()[0];
+    let masked = match mask {
+        Some(m) => {
+            let mut shape = vec![1];
+            shape.extend_from_slice(m.shape());
+            per_example.mul(&m.reshape(&shape)?)?
+        }
+        None => per_example.clone(),
+    };
+    Ok(masked
+        .into_reshape(&[b, per_example.numel() / b.max(1)])?
+        .row_sq_norms()?
+        .to_vec())
+}
+
+/// `sum_i c_i x_i` of per-example values `[B, ...]`, masked.
+pub fn weighted_sum(
+    per_example: &Tensor,
+    factors: &[f32],
+    mask: Option<&Tensor>,
+) -> Result<Tensor> {
+    let b = per_example.shape()[0];
+    let rest: Vec<usize> = per_example.shape()[1..].to_vec();
+    let c = Tensor::from_slice(factors, &[1, b])?;
+    let sum = c
+        .matmul(&per_example.reshape(&[b, per_example.numel() / b.max(1)])?)?
+        .into_reshape(&rest)?;
+    match mask {
+        Some(m) => Ok(sum.mul(m)?),
+        None => Ok(sum),
+    }
+}

@@ -1,0 +1,510 @@
+//! Reverse-mode tape autograd.
+//!
+//! A [`Tape`] records a forward pass as a list of nodes, each holding its value and the operation
+//! that made it. [`Tape::backward`] walks the list in reverse, giving every node the gradient of
+//! the (seeded) output with respect to it, one readable backward per operation.
+//!
+//! Parameters are not nodes: parametric operations (linear, conv2d, group-norm affine) refer to
+//! the model's [`ParamStore`] by [`ParamId`] and are recorded as **layers** ([`LayerRecord`]):
+//! the saved input activation and, after backward, the gradient with respect to the layer's
+//! output. This is what DP-SGD needs: per-example weight gradients are `g_i a_i^T`, so the
+//! clipping engines (`crate::engine`) work from these records instead of from summed gradients.
+//!
+//! Examples never interact in any operation offered here (no batch statistics), so the gradient
+//! of `sum_i w_i loss_i` with respect to a layer output holds, in row `i`, exactly
+//! `w_i d loss_i / d output_i`: one backward pass yields every example's output gradients.
+
+use crate::error::{NnError, Result};
+use crate::param::{ParamId, ParamStore};
+use crate::transform::WeightTransform;
+use sparsedp_tensor::{Conv2dParams, Pool2dParams, Tensor, UnaryOp};
+
+/// A value recorded on a tape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Var(usize);
+
+/// What kind of parametric layer a [`LayerRecord`] describes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LayerKind {
+    /// `y = x W^T + b`, `x: [B, d]`, `W: [p, d]`.
+    Linear,
+    /// 2-D convolution with the given hyper-parameters and kernel size.
+    Conv2d {
+        /// Stride, padding, dilation, groups.
+        params: Conv2dParams,
+        /// Kernel height and width.
+        kernel: [usize; 2],
+    },
+    /// Group normalisation's per-channel affine map `y = gamma * xhat + beta`.
+    GroupNormAffine {
+        /// Number of groups.
+        groups: usize,
+    },
+}
+
+/// A parametric layer as seen by the clipping engines.
+#[derive(Debug, Clone)]
+pub struct LayerRecord {
+    /// Kind and hyper-parameters.
+    pub kind: LayerKind,
+    /// The weight (or gamma) parameter.
+    pub weight: ParamId,
+    /// The bias (or beta) parameter, if any.
+    pub bias: Option<ParamId>,
+    /// Maps the stored weight to the one the layer applies (e.g. weight standardisation).
+    pub transform: Option<WeightTransform>,
+    /// The activation the weight multiplies: the layer input (linear, conv) or the normalised
+    /// input `xhat` (group-norm affine).
+    pub input: Tensor,
+    /// Gradient of the seeded output with respect to the layer output, filled by backward.
+    pub grad_output: Option<Tensor>,
+}
+
+/// What [`Tape::backward`] computes for parametric layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackwardMode {
+    /// Batch gradients of every parameter (and the layer records' output gradients).
+    Full,
+    /// Only the layer records' output gradients (and input gradients to propagate them); no
+    /// weight gradients. The clipping engines form clipped weight gradients themselves.
+    RecordOnly,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Leaf,
+    Unary(Var, UnaryOp),
+    Add(Var, Var),
+    Mul(Var, Var),
+    Scale(Var, f32),
+    Reshape(Var),
+    MaxPool(Var, Pool2dParams),
+    AvgPool(Var, Pool2dParams),
+    /// Mean over the spatial axes of `[B, C, H, W]` to `[B, C]`.
+    SpatialMean(Var),
+    Linear(Var, usize),
+    Conv2d(Var, usize),
+    /// Normalisation without affine (its output feeds the affine layer).
+    GroupNorm {
+        x: Var,
+        rstd: Tensor,
+    },
+    GroupNormAffine(Var, usize),
+    Dropout(Var, Tensor),
+    /// Per-example cross-entropy losses of logits `[B, K]` against labels.
+    CrossEntropy(Var, Vec<usize>),
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    value: Tensor,
+    op: Op,
+}
+
+/// Batch gradients of parameters, indexed like the [`ParamStore`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gradients(pub Vec<Option<Tensor>>);
+
+impl Gradients {
+    /// The gradient of parameter `id` (`None` if it did not take part).
+    pub fn get(&self, id: ParamId) -> Option<&Tensor> {
+        self.0.get(id.0).and_then(|g| g.as_ref())
+    }
+}
+
+/// A recording of one forward pass over a model's parameters.
+#[derive(Debug)]
+pub struct Tape<'a> {
+    params: &'a ParamStore,
+    nodes: Vec<Node>,
+    layers: Vec<LayerRecord>,
+}
+
+impl<'a> Tape<'a> {
+    /// An empty tape over `params`.
+    pub fn new(params: &'a ParamStore) -> Self {
+        Tape {
+            params,
+            nodes: Vec::new(),
+            layers: Vec::new(),
+        }
+    }
+
+    /// The parameters this tape reads.
+    pub fn params(&self) -> &'a ParamStore {
+        self.params
+    }
+
+    fn push(&mut self, value: Tensor, op: Op) -> Var {
+        self.nodes.push(Node { value, op });
+        Var(self.nodes.len() - 1)
+    }
+
+    /// The value of `v`.
+    pub fn value(&self, v: Var) -> &Tensor {
+        &self.nodes[v.0].value
+    }
+
+    /// The parametric layers recorded so far, in forward order.
+    pub fn layers(&self) -> &[LayerRecord] {
+        &self.layers
+    }
+
+    /// Records an input (data; no gradient flows into it).
+    pub fn input(&mut self, x: Tensor) -> Var {
+        self.push(x, Op::Leaf)
+    }
+
+    /// Elementwise activation.
+    pub fn unary(&mut self, x: Var, op: UnaryOp) -> Var {
+        let y = self.value(x).unary(op);
+        self.push(y, Op::Unary(x, op))
+    }
+
+    /// `tanh(x)`.
+    pub fn tanh(&mut self, x: Var) -> Var {
+        self.unary(x, UnaryOp::Tanh)
+    }
+
+    /// `relu(x)`.
+    pub fn relu(&mut self, x: Var) -> Var {
+        self.unary(x, UnaryOp::Relu)
+    }
+
+    /// Broadcasting sum (e.g. residual connections).
+    pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
+        let y = self.value(a).add(self.value(b))?;
+        Ok(self.push(y, Op::Add(a, b)))
+    }
+
+    /// Broadcasting product.
+    pub fn mul(&mut self, a: Var, b: Var) -> Result<Var> {
+        let y = self.value(a).mul(self.value(b))?;
+        Ok(self.push(y, Op::Mul(a, b)))
+    }
+
+    /// `s * x`.
+    pub fn scale(&mut self, x: Var, s: f32) -> Var {
+        let y = self.value(x).scale(s);
+        self.push(y, Op::Scale(x, s))
+    }
+
+    /// Reshape (e.g. flatten `[B, C, H, W]` to `[B, C*H*W]`).
+    pub fn reshape(&mut self, x: Var, shape: &[usize]) -> Result<Var> {
+        let y = self.value(x).reshape(shape)?;
+        Ok(self.push(y, Op::Reshape(x)))
+    }
+
+    /// Flattens all but the first axis.
+    pub fn flatten(&mut self, x: Var) -> Result<Var> {
+        let s = self.value(x).shape();
+        let b = *s
+            .first()
+            .ok_or_else(|| NnError::InvalidBatch("cannot flatten a scalar".to_string()))?;
+        let rest = s[1..].iter().product();
+        self.reshape(x, &[b, rest])
+    }
+
+    /// Max pooling.
+    pub fn max_pool2d(&mut self, x: Var, p: Pool2dParams) -> Result<Var> {
+        let y = self.value(x).max_pool2d(p)?;
+        Ok(self.push(y, Op::MaxPool(x, p)))
+    }
+
+    /// Average pooling.
+    pub fn avg_pool2d(&mut self, x: Var, p: Pool2dParams) -> Result<Var> {
+        let y = self.value(x).avg_pool2d(p)?;
+        Ok(self.push(y, Op::AvgPool(x, p)))
+    }
+
+    /// Global average pooling, `[B, C, H, W] -> [B, C]`.
+    pub fn spatial_mean(&mut self, x: Var) -> Result<Var> {
+        let s = self.value(x).shape().to_vec();
+        if s.len() != 4 {
+            return Err(NnError::InvalidBatch(format!(
+                "spatial_mean expects [B, C, H, W], got {s:?}"
+            )));
+        }
+        let y = self
+            .value(x)
+            .reshape(&[s[0], s[1], s[2] * s[3]])?
+            .mean_axis(2, false)?;
+        Ok(self.push(y, Op::SpatialMean(x)))
+    }
+
+    /// Inverted dropout with keep-mask `keep` (0/1, same shape as `x`) and rate `rate`:
+    /// `y = x * keep / (1 - rate)`.
+    pub fn dropout(&mut self, x: Var, keep: Tensor, rate: f32) -> Result<Var> {
+        let scaled = keep.scale(1.0 / (1.0 - rate));
+        let y = self.value(x).mul(&scaled)?;
+        Ok(self.push(y, Op::Dropout(x, scaled)))
+    }
+
+    fn weight(&self, id: ParamId, transform: &Option<WeightTransform>) -> Result<Tensor> {
+        let w = self.params.value(id);
+        match transform {
+            None => Ok(w.clone()),
+            Some(t) => t.apply(w),
+        }
+    }
+
+    /// `x W^T + b` with `x: [B, d]`, weight `[p, d]`, bias `[p]`.
+    pub fn linear(&mut self, x: Var, weight: ParamId, bias: Option<ParamId>) -> Result<Var> {
+        let w = self.params.value(weight);
+        let mut y = self.value(x).matmul_t(w, false, true)?;
+        if let Some(b) = bias {
+            y = y.add(self.params.value(b))?;
+        }
+        let layer = self.record(LayerKind::Linear, weight, bias, None, x);
+        Ok(self.push(y, Op::Linear(x, layer)))
+    }
+
+    /// 2-D convolution of `x: [B, C, H, W]` with weight `[O, C/groups, kh, kw]`, optionally
+    /// through a weight transform (e.g. weight standardisation).
+    pub fn conv2d(
+        &mut self,
+        x: Var,
+        weight: ParamId,
+        bias: Option<ParamId>,
+        params: Conv2dParams,
+        transform: Option<WeightTransform>,
+    ) -> Result<Var> {
+        let w = self.weight(weight, &transform)?;
+        let ws = w.shape();
+        if ws.len() != 4 {
+            return Err(NnError::InvalidConfig(format!(
+                "conv2d weight must be [O, C, kh, kw], got {ws:?}"
+            )));
+        }
+        let kernel = [ws[2], ws[3]];
+        let b = bias.map(|b| self.params.value(b));
+        let y = self.value(x).conv2d(&w, b, params)?;
+        let layer = self.record(
+            LayerKind::Conv2d { params, kernel },
+            weight,
+            bias,
+            transform,
+            x,
+        );
+        Ok(self.push(y, Op::Conv2d(x, layer)))
+    }
+
+    /// Group normalisation with affine parameters `gamma`, `beta` (`[C]` each).
+    pub fn group_norm(
+        &mut self,
+        x: Var,
+        groups: usize,
+        gamma: ParamId,
+        beta: ParamId,
+        eps: f32,
+    ) -> Result<Var> {
+        let out = self.value(x).group_norm(groups, None, None, eps)?;
+        let normalised = self.push(out.xhat, Op::GroupNorm { x, rstd: out.rstd });
+        let xhat = self.value(normalised);
+        let c = xhat.shape()[1];
+        let bshape = broadcast_channel_shape(xhat.shape());
+        let g = self.params.value(gamma).reshape(&bshape)?;
+        let b = self.params.value(beta).reshape(&bshape)?;
+        if self.params.value(gamma).shape() != [c] || self.params.value(beta).shape() != [c] {
+            return Err(NnError::InvalidConfig(format!(
+                "group norm affine parameters must have shape [{c}]"
+            )));
+        }
+        let y = xhat.mul(&g)?.add(&b)?;
+        let layer = self.record(
+            LayerKind::GroupNormAffine { groups },
+            gamma,
+            Some(beta),
+            None,
+            normalised,
+        );
+        Ok(self.push(y, Op::GroupNormAffine(normalised, layer)))
+    }
+
+    /// Per-example cross-entropy losses `[B]` of logits `[B, K]` against `labels`.
+    pub fn cross_entropy(&mut self, logits: Var, labels: &[usize]) -> Result<Var> {
+        let y = self.value(logits).cross_entropy(labels)?;
+        Ok(self.push(y, Op::CrossEntropy(logits, labels.to_vec())))
+    }
+
+    fn record(
+        &mut self,
+        kind: LayerKind,
+        weight: ParamId,
+        bias: Option<ParamId>,
+        transform: Option<WeightTransform>,
+        input: Var,
+    ) -> usize {
+        self.layers.push(LayerRecord {
+            kind,
+            weight,
+            bias,
+            transform,
+            input: self.value(input).clone(),
+            grad_output: None,
+        });
+        self.layers.len() - 1
+    }
+
+    /// Back-propagates `seed` (the gradient with respect to `root`, same shape) through the
+    /// tape. Fills every layer record's `grad_output`; in [`BackwardMode::Full`] also returns the
+    /// batch gradient of every parameter that took part.
+    pub fn backward(&mut self, root: Var, seed: Tensor, mode: BackwardMode) -> Result<Gradients> {
+        if seed.shape() != self.value(root).shape() {
+            return Err(NnError::InvalidConfig(format!(
+                "backward seed has shape {:?}, the output {:?}",
+                seed.shape(),
+                self.value(root).shape()
+            )));
+        }
+        let mut grads: Vec<Option<Tensor>> = vec![None; root.0 + 1];
+        grads[root.0] = Some(seed);
+        let mut pgrads: Vec<Option<Tensor>> = vec![None; self.params.len()];
+        for i in (0..=root.0).rev() {
+            let Some(g) = grads[i].take() else { continue };
+            let op = self.nodes[i].op.clone();
+            match op {
+                Op::Leaf => {}
+                Op::Unary(x, u) => {
+                    let gx = self.value(x).unary_backward(u, &g)?;
+                    accumulate(&mut grads, x, gx)?;
+                }
+                Op::Add(a, b) => {
+                    let ga = g.sum_to_shape(self.value(a).shape())?;
+                    let gb = g.sum_to_shape(self.value(b).shape())?;
+                    accumulate(&mut grads, a, ga)?;
+                    accumulate(&mut grads, b, gb)?;
+                }
+                Op::Mul(a, b) => {
+                    let ga = g.mul(self.value(b))?.sum_to_shape(self.value(a).shape())?;
+                    let gb = g.mul(self.value(a))?.sum_to_shape(self.value(b).shape())?;
+                    accumulate(&mut grads, a, ga)?;
+                    accumulate(&mut grads, b, gb)?;
+                }
+                Op::Scale(x, s) => accumulate(&mut grads, x, g.scale(s))?,
+                Op::Reshape(x) => {
+                    let gx = g.into_reshape(self.value(x).shape())?;
+                    accumulate(&mut grads, x, gx)?;
+                }
+                Op::MaxPool(x, p) => {
+                    let gx = self.value(x).max_pool2d_backward(&g, p)?;
+                    accumulate(&mut grads, x, gx)?;
+                }
+                Op::AvgPool(x, p) => {
+                    let s = shape4(self.value(x).shape())?;
+                    let gx = Tensor::avg_pool2d_backward(&g, s, p)?;
+                    accumulate(&mut grads, x, gx)?;
+                }
+                Op::SpatialMean(x) => {
+                    let s = self.value(x).shape().to_vec();
+                    let hw = s[2] * s[3];
+                    let gx = g
+                        .reshape(&[s[0], s[1], 1])?
+                        .broadcast_to(&[s[0], s[1], hw])?
+                        .scale(1.0 / hw as f32)
+                        .into_reshape(&s)?;
+                    accumulate(&mut grads, x, gx)?;
+                }
+                Op::Dropout(x, scaled_keep) => accumulate(&mut grads, x, g.mul(&scaled_keep)?)?,
+                Op::Linear(x, layer) => {
+                    let rec = &self.layers[layer];
+                    let w = self.params.value(rec.weight);
+                    let gx = g.matmul(w)?;
+                    if mode == BackwardMode::Full {
+                        let gw = g.matmul_t(&rec.input, true, false)?;
+                        add_param_grad(&mut pgrads, rec.weight, gw)?;
+                        if let Some(b) = rec.bias {
+                            add_param_grad(&mut pgrads, b, g.sum_axis(0, false)?)?;
+                        }
+                    }
+                    self.layers[layer].grad_output = Some(g);
+                    accumulate(&mut grads, x, gx)?;
+                }
+                Op::Conv2d(x, layer) => {
+                    let rec = &self.layers[layer];
+                    let LayerKind::Conv2d { params, kernel } = rec.kind else {
+                        unreachable!("conv node with a non-conv record")
+                    };
+                    let w = self.weight(rec.weight, &rec.transform)?;
+                    let xs = shape4(rec.input.shape())?;
+                    let gx = Tensor::conv2d_backward_input(&g, &w, [xs[2], xs[3]], params)?;
+                    if mode == BackwardMode::Full {
+                        let gw = rec.input.conv2d_backward_weight(&g, kernel, params)?;
+                        let gw = match &rec.transform {
+                            None => gw,
+                            Some(t) => t.vjp(self.params.value(rec.weight), &gw)?,
+                        };
+                        add_param_grad(&mut pgrads, rec.weight, gw)?;
+                        if let Some(b) = rec.bias {
+                            add_param_grad(&mut pgrads, b, Tensor::conv2d_backward_bias(&g)?)?;
+                        }
+                    }
+                    self.layers[layer].grad_output = Some(g);
+                    accumulate(&mut grads, x, gx)?;
+                }
+                Op::GroupNormAffine(normalised, layer) => {
+                    let rec = &self.layers[layer];
+                    let bshape = broadcast_channel_shape(rec.input.shape());
+                    let gamma = self.params.value(rec.weight).reshape(&bshape)?;
+                    let gx = g.mul(&gamma)?;
+                    if mode == BackwardMode::Full {
+                        let s = rec.input.shape();
+                        let (n, c) = (s[0], s[1]);
+                        let per = |t: Tensor| -> Result<Tensor> {
+                            Ok(t.reshape(&[n, c, t.numel() / (n * c)])?
+                                .sum_axes(&[0, 2], false)?)
+                        };
+                        add_param_grad(&mut pgrads, rec.weight, per(g.mul(&rec.input)?)?)?;
+                        if let Some(b) = rec.bias {
+                            add_param_grad(&mut pgrads, b, per(g.clone())?)?;
+                        }
+                    }
+                    self.layers[layer].grad_output = Some(g);
+                    accumulate(&mut grads, normalised, gx)?;
+                }
+                Op::GroupNorm { x, rstd } => {
+                    let forward = sparsedp_tensor::GroupNormOutput {
+                        output: self.nodes[i].value.clone(),
+                        xhat: self.nodes[i].value.clone(),
+                        rstd,
+                    };
+                    let gx = Tensor::group_norm_backward(&g, &forward, None)?.input;
+                    accumulate(&mut grads, x, gx)?;
+                }
+                Op::CrossEntropy(logits, labels) => {
+                    let gx = self.value(logits).cross_entropy_backward(&labels, &g)?;
+                    accumulate(&mut grads, logits, gx)?;
+                }
+            }
+        }
+        Ok(Gradients(pgrads))
+    }
+}
+
+fn accumulate(grads: &mut [Option<Tensor>], v: Var, g: Tensor) -> Result<()> {
+    match &mut grads[v.0] {
+        Some(existing) => existing.add_scaled_(1.0, &g)?,
+        slot @ None => *slot = Some(g),
+    }
+    Ok(())
+}
+
+fn add_param_grad(grads: &mut [Option<Tensor>], id: ParamId, g: Tensor) -> Result<()> {
+    match &mut grads[id.0] {
+        Some(existing) => existing.add_scaled_(1.0, &g)?,
+        slot @ None => *slot = Some(g),
+    }
+    Ok(())
+}
+
+/// `[1, C, 1, ...]` for broadcasting a per-channel vector over `[B, C, ...]`.
+pub(crate) fn broadcast_channel_shape(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    s[1] = shape[1];
+    s
+}
+
+fn shape4(s: &[usize]) -> Result<[usize; 4]> {
+    <[usize; 4]>::try_from(s)
+        .map_err(|_| NnError::InvalidBatch(format!("expected a [B, C, H, W] tensor, got {s:?}")))
+}

@@ -1,0 +1,107 @@
+//! Weight transforms: layers whose applied weight is a function of the stored parameter.
+//!
+//! For such a layer the per-example gradient of the *parameter* is `J^T G_i`, where `G_i` is
+//! the per-example gradient of the applied weight and `J` the transform's Jacobian. DP-SGD must
+//! clip `J^T G_i`, not `G_i`: the two have different norms. Because `J` is the same for every
+//! example, the clipped sum is still `J^T (sum_i c_i G_i)`, one product per batch.
+
+use crate::error::{NnError, Result};
+use sparsedp_tensor::Tensor;
+
+/// A differentiable map from a stored weight to the weight a layer applies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WeightTransform {
+    /// Weight standardisation (Qiao et al. 2019; used with GroupNorm by De et al. 2022): each
+    /// output channel's weights (a row of the weight viewed as `[O, d]`) are shifted and scaled
+    /// to mean 0 and variance 1: `w_hat = (w - mean) / sqrt(var + eps)`, `var` over the `d`
+    /// fan-in entries (biased).
+    Standardize {
+        /// Added to the variance.
+        eps: f32,
+    },
+}
+
+fn rows(w: &Tensor) -> Result<(usize, usize)> {
+    let o = *w.shape().first().ok_or_else(|| {
+        NnError::InvalidConfig("a transformed weight must have an output axis".to_string())
+    })?;
+    if o == 0 {
+        return Err(NnError::InvalidConfig("empty weight".to_string()));
+    }
+    Ok((o, w.numel() / o))
+}
+
+impl WeightTransform {
+    /// The applied weight for stored weight `w` (same shape).
+    pub fn apply(&self, w: &Tensor) -> Result<Tensor> {
+        let WeightTransform::Standardize { eps } = *self;
+        let (o, d) = rows(w)?;
+        let v = w.to_vec();
+        let mut out = vec![0.0f32; v.len()];
+        for r in 0..o {
+            let row = &v[r * d..(r + 1) * d];
+            let (mean, inv) = row_stats(row, eps);
+            for (y, &x) in out[r * d..(r + 1) * d].iter_mut().zip(row) {
+                *y = ((f64::from(x) - mean) * inv) as f32;
+            }
+        }
+        Ok(Tensor::from_vec(out, w.shape())?)
+    }
+
+    /// Vector-Jacobian product: maps gradients `g` with respect to the applied weight to
+    /// gradients with respect to the stored weight `w`. `g` has the shape of `w`, optionally with
+    /// a leading axis of per-example gradients (`[B, ...w.shape]` or `[B, O, d]`).
+    ///
+    /// For one row with `s = sqrt(var + eps)` and `w_hat` as above:
+    /// `dL/dw = (g - mean(g) - w_hat * mean(g * w_hat)) / s`.
+    pub fn vjp(&self, w: &Tensor, g: &Tensor) -> Result<Tensor> {
+        let WeightTransform::Standardize { eps } = *self;
+        let (o, d) = rows(w)?;
+        if !g.numel().is_multiple_of(o * d) {
+            return Err(NnError::InvalidConfig(format!(
+                "gradient of shape {:?} does not fit weight {:?}",
+                g.shape(),
+                w.shape()
+            )));
+        }
+        let wv = w.to_vec();
+        let stats: Vec<(f64, f64)> = (0..o)
+            .map(|r| row_stats(&wv[r * d..(r + 1) * d], eps))
+            .collect();
+        let gv = g.to_vec();
+        let mut out = vec![0.0f32; gv.len()];
+        for (block_in, block_out) in gv.chunks(o * d).zip(out.chunks_mut(o * d)) {
+            for r in 0..o {
+                let (mean, inv) = stats[r];
+                let wrow = &wv[r * d..(r + 1) * d];
+                let grow = &block_in[r * d..(r + 1) * d];
+                let n = d as f64;
+                let gmean = grow.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+                let gw = grow
+                    .iter()
+                    .zip(wrow)
+                    .map(|(&gx, &wx)| f64::from(gx) * (f64::from(wx) - mean) * inv)
+                    .sum::<f64>()
+                    / n;
+                for ((y, &gx), &wx) in block_out[r * d..(r + 1) * d].iter_mut().zip(grow).zip(wrow)
+                {
+                    let what = (f64::from(wx) - mean) * inv;
+                    *y = ((f64::from(gx) - gmean - what * gw) * inv) as f32;
+                }
+            }
+        }
+        Ok(Tensor::from_vec(out, g.shape())?)
+    }
+}
+
+/// `(mean, 1 / sqrt(var + eps))` of a row, in f64.
+fn row_stats(row: &[f32], eps: f32) -> (f64, f64) {
+    let n = row.len() as f64;
+    let mean = row.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+    let var = row
+        .iter()
+        .map(|&x| (f64::from(x) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    (mean, 1.0 / (var + f64::from(eps)).sqrt())
+}

@@ -1,0 +1,7 @@
+//! Integration tests of sparsedp-nn: model sizes, engine equivalence, masks, transforms.
+
+mod nn {
+    mod common;
+    mod engines;
+    mod models;
+}
