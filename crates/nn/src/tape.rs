@@ -73,6 +73,8 @@ pub enum BackwardMode {
 #[derive(Debug, Clone)]
 enum Op {
     Leaf,
+    /// Identity (activations and normalisations of a linearised tape).
+    Identity(Var),
     Unary(Var, UnaryOp),
     Add(Var, Var),
     Mul(Var, Var),
@@ -118,6 +120,7 @@ pub struct Tape<'a> {
     params: &'a ParamStore,
     nodes: Vec<Node>,
     layers: Vec<LayerRecord>,
+    linearized: bool,
 }
 
 impl<'a> Tape<'a> {
@@ -127,7 +130,23 @@ impl<'a> Tape<'a> {
             params,
             nodes: Vec::new(),
             layers: Vec::new(),
+            linearized: false,
         }
+    }
+
+    /// A tape on which activations and normalisations are the identity, so the recorded network
+    /// is linear in each weight (pooling and the affine maps stay). SynFlow (Tanaka et al. 2020)
+    /// scores parameters on such a network with absolute weights and an all-ones input.
+    pub fn linearized(params: &'a ParamStore) -> Self {
+        Tape {
+            linearized: true,
+            ..Tape::new(params)
+        }
+    }
+
+    /// Whether this tape is linearised.
+    pub fn is_linearized(&self) -> bool {
+        self.linearized
     }
 
     /// The parameters this tape reads.
@@ -157,6 +176,10 @@ impl<'a> Tape<'a> {
 
     /// Elementwise activation.
     pub fn unary(&mut self, x: Var, op: UnaryOp) -> Var {
+        if self.linearized {
+            let y = self.value(x).clone();
+            return self.push(y, Op::Identity(x));
+        }
         let y = self.value(x).unary(op);
         self.push(y, Op::Unary(x, op))
     }
@@ -298,8 +321,13 @@ impl<'a> Tape<'a> {
         beta: ParamId,
         eps: f32,
     ) -> Result<Var> {
-        let out = self.value(x).group_norm(groups, None, None, eps)?;
-        let normalised = self.push(out.xhat, Op::GroupNorm { x, rstd: out.rstd });
+        let normalised = if self.linearized {
+            let y = self.value(x).clone();
+            self.push(y, Op::Identity(x))
+        } else {
+            let out = self.value(x).group_norm(groups, None, None, eps)?;
+            self.push(out.xhat, Op::GroupNorm { x, rstd: out.rstd })
+        };
         let xhat = self.value(normalised);
         let c = xhat.shape()[1];
         let bshape = broadcast_channel_shape(xhat.shape());
@@ -365,6 +393,7 @@ impl<'a> Tape<'a> {
             let op = self.nodes[i].op.clone();
             match op {
                 Op::Leaf => {}
+                Op::Identity(x) => accumulate(&mut grads, x, g)?,
                 Op::Unary(x, u) => {
                     let gx = self.value(x).unary_backward(u, &g)?;
                     accumulate(&mut grads, x, gx)?;
