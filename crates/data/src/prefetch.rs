@@ -7,7 +7,8 @@ use std::thread::JoinHandle;
 ///
 /// Up to `depth` items wait in a bounded channel (plus one being built), so memory stays
 /// bounded. Dropping the `Prefetch` stops the producer at its next item. Items arrive in the
-/// order the inner iterator yields them.
+/// order the inner iterator yields them. A panic in the producer is re-raised in the consumer
+/// (never mistaken for the end of the stream).
 pub struct Prefetch<T> {
     inner: Inner<T>,
 }
@@ -82,7 +83,18 @@ impl<T> Iterator for Prefetch<T> {
 
     fn next(&mut self) -> Option<T> {
         match &mut self.inner {
-            Inner::Thread { rx, .. } => rx.as_ref()?.recv().ok(),
+            Inner::Thread { rx, handle } => match rx.as_ref()?.recv() {
+                Ok(item) => Some(item),
+                Err(_) => {
+                    // The producer is done. If it panicked, re-raise the panic here rather than
+                    // ending the stream early as if the data had run out.
+                    rx.take();
+                    if let Some(Err(payload)) = handle.take().map(JoinHandle::join) {
+                        std::panic::resume_unwind(payload);
+                    }
+                    None
+                }
+            },
             Inner::Inline(iter) => iter.next(),
         }
     }

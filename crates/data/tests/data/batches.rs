@@ -218,3 +218,19 @@ fn prefetching_overlaps_with_the_consumer() {
         "no overlap: {t:.3} s for 10 items (sequential would be 0.40 s)"
     );
 }
+
+#[test]
+fn a_panicking_producer_is_not_a_short_stream() {
+    let items = (0..5u32).map(|i| {
+        assert!(i < 3, "producer failure at item {i}");
+        i
+    });
+    let mut p = Prefetch::new(items, 1);
+    let got: Vec<u32> = (0..3).filter_map(|_| p.next()).collect();
+    assert_eq!(got, vec![0, 1, 2]);
+    let rest = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.next()));
+    assert!(
+        rest.is_err(),
+        "the producer's panic must reach the consumer"
+    );
+}
