@@ -36,12 +36,14 @@
 //! ```
 
 pub mod backend;
+mod buffers;
 mod device;
 mod error;
 pub mod ops;
 mod tensor;
 
 pub use backend::{BackendOps, CpuBackend};
+pub use buffers::{cached_bytes, release_cached_buffers};
 pub use device::Device;
 pub use error::{Result, TensorError};
 pub use ops::conv2d::{Conv2dGeometry, Conv2dParams};

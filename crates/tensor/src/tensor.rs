@@ -139,9 +139,11 @@ impl Tensor {
     }
 
     /// Consumes the tensor and returns its values in row-major order.
-    pub fn into_vec(self) -> Vec<f32> {
-        match self.storage {
-            Storage::Cpu(v) => v,
+    pub fn into_vec(mut self) -> Vec<f32> {
+        match &mut self.storage {
+            // Taking the buffer leaves an empty one behind for `Drop`, which then has nothing
+            // to recycle.
+            Storage::Cpu(v) => std::mem::take(v),
         }
     }
 
@@ -325,6 +327,16 @@ impl Tensor {
             }
         }
         Ok(Tensor::from_cpu(out, out_shape))
+    }
+}
+
+impl Drop for Tensor {
+    /// Large CPU buffers go back to the crate's buffer cache (see `buffers`), so the next
+    /// tensor of the same size does not pay for fresh page faults.
+    fn drop(&mut self) {
+        match &mut self.storage {
+            Storage::Cpu(v) => crate::buffers::recycle(std::mem::take(v)),
+        }
     }
 }
 

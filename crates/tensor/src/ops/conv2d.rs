@@ -348,7 +348,7 @@ fn for_each_block(
         return;
     }
     let nb = block_len(g).min(hi - lo);
-    let mut col = vec![0.0f32; g.d_total() * nb * t];
+    let mut col = crate::buffers::zeroed(g.d_total() * nb * t);
     let mut i = lo;
     while i < hi {
         let cnt = nb.min(hi - i);
@@ -359,6 +359,7 @@ fn for_each_block(
         f(i, cnt, &col[..g.d_total() * ld], ld);
         i += cnt;
     }
+    crate::buffers::recycle(col);
 }
 
 /// Copies the output gradients of `cnt` examples from `dy` (`N x O x T`) into `buf` as one
@@ -378,7 +379,7 @@ fn gather_block(dy: &[f32], first: usize, cnt: usize, c_out: usize, t: usize, bu
 /// Unfolds every example: returns `N x (C*kh*kw) x T`.
 pub(crate) fn cpu_im2col(x: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
     let per = g.d_total() * g.t();
-    let mut out = vec![0.0f32; g.n * per];
+    let mut out = crate::buffers::zeroed(g.n * per);
     if per == 0 {
         return out;
     }
@@ -391,7 +392,7 @@ pub(crate) fn cpu_im2col(x: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
 /// Folds `N x (C*kh*kw) x T` columns back to `N x C x H x W`, summing overlaps.
 pub(crate) fn cpu_col2im(cols: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
     let per = g.d_total() * g.t();
-    let mut out = vec![0.0f32; g.n * g.input_len()];
+    let mut out = crate::buffers::zeroed(g.n * g.input_len());
     if per == 0 || g.input_len() == 0 {
         return out;
     }
@@ -410,7 +411,7 @@ pub(crate) fn cpu_conv2d_forward(
 ) -> Vec<f32> {
     let (t, d, og, groups) = (g.t(), g.d(), g.og(), g.params.groups);
     let per_out = g.c_out * t;
-    let mut y = vec![0.0f32; g.n * per_out];
+    let mut y = crate::buffers::zeroed(g.n * per_out);
     if y.is_empty() {
         return y;
     }
@@ -467,7 +468,7 @@ pub(crate) fn cpu_conv2d_backward_input(dy: &[f32], w: &[f32], g: &Conv2dGeometr
     let (t, d, og, groups) = (g.t(), g.d(), g.og(), g.params.groups);
     let il = g.input_len();
     let per_out = g.c_out * t;
-    let mut dx = vec![0.0f32; g.n * il];
+    let mut dx = crate::buffers::zeroed(g.n * il);
     if dx.is_empty() {
         return dx;
     }
@@ -484,10 +485,10 @@ pub(crate) fn cpu_conv2d_backward_input(dy: &[f32], w: &[f32], g: &Conv2dGeometr
             let mut dcol = if pointwise {
                 Vec::new()
             } else {
-                vec![0.0f32; g.d_total() * nb * t]
+                crate::buffers::zeroed(g.d_total() * nb * t)
             };
             let mut gbuf = if nb > 1 {
-                vec![0.0f32; g.c_out * nb * t]
+                crate::buffers::zeroed(g.c_out * nb * t)
             } else {
                 Vec::new()
             };
@@ -527,6 +528,8 @@ pub(crate) fn cpu_conv2d_backward_input(dy: &[f32], w: &[f32], g: &Conv2dGeometr
                 }
                 i += cnt;
             }
+            crate::buffers::recycle(dcol);
+            crate::buffers::recycle(gbuf);
         });
     dx
 }
@@ -537,7 +540,7 @@ pub(crate) fn cpu_conv2d_backward_weight(x: &[f32], dy: &[f32], g: &Conv2dGeomet
     let per_out = g.c_out * t;
     let wlen = g.c_out * d;
     if g.n == 0 || wlen == 0 {
-        return vec![0.0; wlen];
+        return crate::buffers::zeroed(wlen);
     }
     let ranges = example_ranges(g.n);
     let gemm = gemm_for(&ranges);
@@ -546,7 +549,7 @@ pub(crate) fn cpu_conv2d_backward_weight(x: &[f32], dy: &[f32], g: &Conv2dGeomet
     let partials: Vec<Vec<f32>> = ranges
         .into_par_iter()
         .map(|(lo, hi)| {
-            let mut acc = vec![0.0f32; wlen];
+            let mut acc = crate::buffers::zeroed(wlen);
             let mut gbuf = Vec::new();
             for_each_block(x, g, lo, hi, |first, cnt, col, ld| {
                 let gsrc: &[f32] = if cnt == 1 {
@@ -574,9 +577,10 @@ pub(crate) fn cpu_conv2d_backward_weight(x: &[f32], dy: &[f32], g: &Conv2dGeomet
         })
         .collect();
     let mut it = partials.into_iter();
-    let mut out = it.next().unwrap_or_else(|| vec![0.0; wlen]);
+    let mut out = it.next().unwrap_or_else(|| crate::buffers::zeroed(wlen));
     for p in it {
         out.iter_mut().zip(&p).for_each(|(o, v)| *o += v);
+        crate::buffers::recycle(p);
     }
     out
 }
@@ -626,7 +630,7 @@ pub(crate) fn cpu_conv2d_per_example_weight_grad(
     dy: &[f32],
     g: &Conv2dGeometry,
 ) -> Vec<f32> {
-    let mut out = vec![0.0f32; g.n * g.c_out * g.d()];
+    let mut out = crate::buffers::zeroed(g.n * g.c_out * g.d());
     per_example_into(x, dy, g, &mut out);
     out
 }

@@ -86,7 +86,7 @@ pub(crate) fn broadcast_zip(
 ) -> Vec<f32> {
     let n = numel(out_shape);
     if a_shape == out_shape && b_shape == out_shape {
-        let mut out = vec![0.0; n];
+        let mut out = crate::buffers::zeroed(n);
         out.par_chunks_mut(PAR_CHUNK)
             .zip(a.par_chunks(PAR_CHUNK).zip(b.par_chunks(PAR_CHUNK)))
             .for_each(|(o, (x, y))| {
@@ -96,7 +96,7 @@ pub(crate) fn broadcast_zip(
             });
         return out;
     }
-    let mut out = vec![0.0; n];
+    let mut out = crate::buffers::zeroed(n);
     if n == 0 {
         return out;
     }
@@ -145,7 +145,7 @@ pub(crate) fn cpu_binary(
 
 /// CPU kernel for `f(x)` with a scalar operand: `x op s` (or `s op x` when `scalar_first`).
 pub(crate) fn cpu_scalar(op: BinaryOp, a: &[f32], s: f32, scalar_first: bool) -> Vec<f32> {
-    let mut out = a.to_vec();
+    let mut out = crate::buffers::copied(a);
     out.par_chunks_mut(PAR_CHUNK).for_each(|c| {
         for v in c {
             *v = if scalar_first {

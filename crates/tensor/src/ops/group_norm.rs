@@ -100,8 +100,8 @@ pub(crate) fn cpu_group_norm(
     g: &GroupNormGeometry,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let gl = g.group_len();
-    let mut xhat = vec![0.0f32; x.len()];
-    let mut rstd = vec![0.0f32; g.n * g.groups];
+    let mut xhat = crate::buffers::zeroed(x.len());
+    let mut rstd = crate::buffers::zeroed(g.n * g.groups);
     if gl > 0 {
         xhat.par_chunks_mut(gl)
             .zip(rstd.par_iter_mut())
@@ -141,7 +141,7 @@ pub(crate) fn cpu_group_norm_backward_input(
 ) -> Vec<f32> {
     let gl = g.group_len();
     let cpg = g.c / g.groups;
-    let mut dx = vec![0.0f32; dy.len()];
+    let mut dx = crate::buffers::zeroed(dy.len());
     if gl == 0 {
         return dx;
     }

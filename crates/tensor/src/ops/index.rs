@@ -20,7 +20,7 @@ pub(crate) fn cpu_gather(
     inner: usize,
 ) -> Vec<f32> {
     let j = index.len().checked_div(outer * inner).unwrap_or(0);
-    let mut out = vec![0.0f32; index.len()];
+    let mut out = crate::buffers::zeroed(index.len());
     for o in 0..outer {
         for jj in 0..j {
             for i in 0..inner {
@@ -42,7 +42,7 @@ pub(crate) fn cpu_scatter_add(
     inner: usize,
 ) -> Vec<f32> {
     let j = index.len().checked_div(outer * inner).unwrap_or(0);
-    let mut out = base.to_vec();
+    let mut out = crate::buffers::copied(base);
     for o in 0..outer {
         for jj in 0..j {
             for i in 0..inner {
@@ -62,7 +62,7 @@ pub(crate) fn cpu_index_select(
     len: usize,
     inner: usize,
 ) -> Vec<f32> {
-    let mut out = vec![0.0f32; outer * index.len() * inner];
+    let mut out = crate::buffers::zeroed(outer * index.len() * inner);
     if inner == 0 {
         return out;
     }
@@ -85,7 +85,7 @@ pub(crate) fn cpu_index_add(
     len: usize,
     inner: usize,
 ) -> Vec<f32> {
-    let mut out = base.to_vec();
+    let mut out = crate::buffers::copied(base);
     for o in 0..outer {
         for (jj, &ix) in index.iter().enumerate() {
             let d = (o * len + ix) * inner;

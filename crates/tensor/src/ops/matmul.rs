@@ -42,7 +42,7 @@ pub(crate) fn cpu_matmul(a: &[f32], b: &[f32], s: MatmulSpec) -> Vec<f32> {
         a_batched,
         b_batched,
     } = s;
-    let mut c = vec![0.0f32; batch * m * n];
+    let mut c = crate::buffers::zeroed(batch * m * n);
     let lda = if trans_a { m } else { k };
     let ldb = if trans_b { k } else { n };
     if batch == 0 || m == 0 || n == 0 {

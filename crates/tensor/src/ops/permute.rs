@@ -9,7 +9,7 @@ pub(crate) fn cpu_permute(x: &[f32], shape: &[usize], perm: &[usize]) -> Vec<f32
     let r = shape.len();
     let n = numel(shape);
     if r == 0 || n == 0 {
-        return x.to_vec();
+        return crate::buffers::copied(x);
     }
     let mut in_strides = vec![1; r];
     for i in (0..r.saturating_sub(1)).rev() {
@@ -19,7 +19,7 @@ pub(crate) fn cpu_permute(x: &[f32], shape: &[usize], perm: &[usize]) -> Vec<f32
     let strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
     let last = out_shape[r - 1];
     let ls = strides[r - 1];
-    let mut out = vec![0.0f32; n];
+    let mut out = crate::buffers::zeroed(n);
     out.par_chunks_mut(last).enumerate().for_each(|(row, dst)| {
         let mut rem = row;
         let mut off = 0;

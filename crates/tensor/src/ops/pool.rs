@@ -136,7 +136,7 @@ impl Pool2dGeometry {
 /// CPU kernel: max pooling.
 pub(crate) fn cpu_max_pool2d(x: &[f32], g: &Pool2dGeometry) -> Vec<f32> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    let mut y = vec![0.0f32; g.planes * ohw];
+    let mut y = crate::buffers::zeroed(g.planes * ohw);
     if ohw == 0 {
         return y;
     }
@@ -154,7 +154,7 @@ pub(crate) fn cpu_max_pool2d(x: &[f32], g: &Pool2dGeometry) -> Vec<f32> {
 /// CPU kernel: max pooling backward.
 pub(crate) fn cpu_max_pool2d_backward(x: &[f32], dy: &[f32], g: &Pool2dGeometry) -> Vec<f32> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    let mut dx = vec![0.0f32; g.planes * hw];
+    let mut dx = crate::buffers::zeroed(g.planes * hw);
     if hw == 0 {
         return dx;
     }
@@ -173,7 +173,7 @@ pub(crate) fn cpu_max_pool2d_backward(x: &[f32], dy: &[f32], g: &Pool2dGeometry)
 pub(crate) fn cpu_avg_pool2d(x: &[f32], g: &Pool2dGeometry) -> Vec<f32> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let inv = 1.0 / (g.params.kernel[0] * g.params.kernel[1]) as f32;
-    let mut y = vec![0.0f32; g.planes * ohw];
+    let mut y = crate::buffers::zeroed(g.planes * ohw);
     if ohw == 0 {
         return y;
     }
@@ -197,7 +197,7 @@ pub(crate) fn cpu_avg_pool2d(x: &[f32], g: &Pool2dGeometry) -> Vec<f32> {
 pub(crate) fn cpu_avg_pool2d_backward(dy: &[f32], g: &Pool2dGeometry) -> Vec<f32> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let inv = 1.0 / (g.params.kernel[0] * g.params.kernel[1]) as f32;
-    let mut dx = vec![0.0f32; g.planes * hw];
+    let mut dx = crate::buffers::zeroed(g.planes * hw);
     if hw == 0 {
         return dx;
     }

@@ -93,7 +93,7 @@ impl TensorRng {
 impl Tensor {
     /// A CPU tensor of i.i.d. `N(mean, std^2)` samples from `rng`.
     pub fn randn(shape: &[usize], mean: f32, std: f32, rng: &mut TensorRng) -> Result<Tensor> {
-        let mut v = vec![0.0; numel(shape)];
+        let mut v = crate::buffers::zeroed(numel(shape));
         rng.fill_normal(&mut v, mean, std)?;
         Ok(Tensor::from_cpu(v, shape.to_vec()))
     }
@@ -105,7 +105,7 @@ impl Tensor {
         high: f32,
         rng: &mut TensorRng,
     ) -> Result<Tensor> {
-        let mut v = vec![0.0; numel(shape)];
+        let mut v = crate::buffers::zeroed(numel(shape));
         rng.fill_uniform(&mut v, low, high)?;
         Ok(Tensor::from_cpu(v, shape.to_vec()))
     }

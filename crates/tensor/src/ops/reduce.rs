@@ -40,7 +40,7 @@ pub(crate) fn cpu_reduce_axis(
     len: usize,
     inner: usize,
 ) -> Vec<f32> {
-    let mut out = vec![0.0f32; outer * inner];
+    let mut out = crate::buffers::zeroed(outer * inner);
     if inner == 0 || outer == 0 {
         return out;
     }
@@ -86,7 +86,7 @@ pub(crate) fn cpu_max_axis_backward(
     len: usize,
     inner: usize,
 ) -> Vec<f32> {
-    let mut dx = vec![0.0f32; outer * len * inner];
+    let mut dx = crate::buffers::zeroed(outer * len * inner);
     if inner == 0 || len == 0 {
         return dx;
     }
@@ -114,7 +114,7 @@ pub(crate) fn cpu_row_sq_norms(x: &[f32], rows: usize) -> Vec<f32> {
     }
     let cols = x.len() / rows;
     if cols == 0 {
-        return vec![0.0; rows];
+        return crate::buffers::zeroed(rows);
     }
     x.par_chunks(cols)
         .map(|r| r.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() as f32)

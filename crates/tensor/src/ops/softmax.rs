@@ -15,7 +15,7 @@ const ROWS_PER_TASK: usize = 64;
 
 /// CPU kernel: softmax (or log-softmax) of each row, max-subtracted for stability.
 pub(crate) fn cpu_softmax(x: &[f32], cols: usize, log: bool) -> Vec<f32> {
-    let mut out = x.to_vec();
+    let mut out = crate::buffers::copied(x);
     if cols == 0 {
         return out;
     }
@@ -37,7 +37,7 @@ pub(crate) fn cpu_softmax(x: &[f32], cols: usize, log: bool) -> Vec<f32> {
 
 /// CPU kernel: softmax backward `y * (g - <g, y>)`; log-softmax backward `g - e^y * sum(g)`.
 pub(crate) fn cpu_softmax_backward(y: &[f32], g: &[f32], cols: usize, log: bool) -> Vec<f32> {
-    let mut out = g.to_vec();
+    let mut out = crate::buffers::copied(g);
     if cols == 0 {
         return out;
     }

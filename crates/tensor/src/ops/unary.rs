@@ -133,7 +133,7 @@ impl UnaryOp {
 
 /// CPU kernel: `f(x)`.
 pub(crate) fn cpu_unary(op: UnaryOp, x: &[f32]) -> Vec<f32> {
-    let mut out = x.to_vec();
+    let mut out = crate::buffers::copied(x);
     out.par_chunks_mut(PAR_CHUNK)
         .for_each(|c| c.iter_mut().for_each(|v| *v = op.forward(*v)));
     out
@@ -141,7 +141,7 @@ pub(crate) fn cpu_unary(op: UnaryOp, x: &[f32]) -> Vec<f32> {
 
 /// CPU kernel: `grad * f'(x)`.
 pub(crate) fn cpu_unary_backward(op: UnaryOp, x: &[f32], grad: &[f32]) -> Vec<f32> {
-    let mut out = grad.to_vec();
+    let mut out = crate::buffers::copied(grad);
     out.par_chunks_mut(PAR_CHUNK)
         .zip(x.par_chunks(PAR_CHUNK))
         .for_each(|(g, x)| {
