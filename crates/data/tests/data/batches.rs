@@ -221,10 +221,7 @@ fn prefetching_overlaps_with_the_consumer() {
 
 #[test]
 fn a_panicking_producer_is_not_a_short_stream() {
-    let items = (0..5u32).map(|i| {
-        assert!(i < 3, "producer failure at item {i}");
-        i
-    });
+    let items = (0..5u32).inspect(|&i| assert!(i < 3, "producer failure at item {i}"));
     let mut p = Prefetch::new(items, 1);
     let got: Vec<u32> = (0..3).filter_map(|_| p.next()).collect();
     assert_eq!(got, vec![0, 1, 2]);
