@@ -19,6 +19,16 @@ pub enum WeightTransform {
         /// Added to the variance.
         eps: f32,
     },
+    /// Scaled weight standardisation, the form of De et al. 2022 (jax_privacy's `WSConv2D`,
+    /// after Brock et al. 2021): each output channel's row is standardised to mean 0 and
+    /// variance `1 / d` (fan-in `d`), `w_hat = (w - mean) / sqrt(d * var + eps)`, so a unit-
+    /// variance input gives a unit-variance output, as with fan-in scaled initialisation.
+    /// (jax_privacy computes `rsqrt(max(d * var, eps))`; adding `eps` keeps the map smooth and
+    /// differs only for rows with `d * var` near `eps`.)
+    ScaledStandardize {
+        /// Added to `d * var`.
+        eps: f32,
+    },
 }
 
 fn rows(w: &Tensor) -> Result<(usize, usize)> {
@@ -32,15 +42,23 @@ fn rows(w: &Tensor) -> Result<(usize, usize)> {
 }
 
 impl WeightTransform {
+    /// `(eps, c)` with `s = sqrt(c * var + eps)`: `c = 1` (standardise) or `c = d` (scaled).
+    fn spec(&self, d: usize) -> (f32, f64) {
+        match *self {
+            WeightTransform::Standardize { eps } => (eps, 1.0),
+            WeightTransform::ScaledStandardize { eps } => (eps, d as f64),
+        }
+    }
+
     /// The applied weight for stored weight `w` (same shape).
     pub fn apply(&self, w: &Tensor) -> Result<Tensor> {
-        let WeightTransform::Standardize { eps } = *self;
         let (o, d) = rows(w)?;
+        let (eps, c) = self.spec(d);
         let v = w.to_vec();
         let mut out = vec![0.0f32; v.len()];
         for r in 0..o {
             let row = &v[r * d..(r + 1) * d];
-            let (mean, inv) = row_stats(row, eps);
+            let (mean, inv) = row_stats(row, eps, c);
             for (y, &x) in out[r * d..(r + 1) * d].iter_mut().zip(row) {
                 *y = ((f64::from(x) - mean) * inv) as f32;
             }
@@ -52,11 +70,11 @@ impl WeightTransform {
     /// gradients with respect to the stored weight `w`. `g` has the shape of `w`, optionally with
     /// a leading axis of per-example gradients (`[B, ...w.shape]` or `[B, O, d]`).
     ///
-    /// For one row with `s = sqrt(var + eps)` and `w_hat` as above:
-    /// `dL/dw = (g - mean(g) - w_hat * mean(g * w_hat)) / s`.
+    /// For one row with `s = sqrt(c var + eps)` (`c = 1`, or `c = d` when scaled) and `w_hat`
+    /// as above: `dL/dw = (g - mean(g) - c * w_hat * mean(g * w_hat)) / s`.
     pub fn vjp(&self, w: &Tensor, g: &Tensor) -> Result<Tensor> {
-        let WeightTransform::Standardize { eps } = *self;
         let (o, d) = rows(w)?;
+        let (eps, c) = self.spec(d);
         if !g.numel().is_multiple_of(o * d) {
             return Err(NnError::InvalidConfig(format!(
                 "gradient of shape {:?} does not fit weight {:?}",
@@ -66,7 +84,7 @@ impl WeightTransform {
         }
         let wv = w.to_vec();
         let stats: Vec<(f64, f64)> = (0..o)
-            .map(|r| row_stats(&wv[r * d..(r + 1) * d], eps))
+            .map(|r| row_stats(&wv[r * d..(r + 1) * d], eps, c))
             .collect();
         let gv = g.to_vec();
         let mut out = vec![0.0f32; gv.len()];
@@ -82,6 +100,7 @@ impl WeightTransform {
                     .zip(wrow)
                     .map(|(&gx, &wx)| f64::from(gx) * (f64::from(wx) - mean) * inv)
                     .sum::<f64>()
+                    * c
                     / n;
                 for ((y, &gx), &wx) in block_out[r * d..(r + 1) * d].iter_mut().zip(grow).zip(wrow)
                 {
@@ -94,8 +113,8 @@ impl WeightTransform {
     }
 }
 
-/// `(mean, 1 / sqrt(var + eps))` of a row, in f64.
-fn row_stats(row: &[f32], eps: f32) -> (f64, f64) {
+/// `(mean, 1 / sqrt(c * var + eps))` of a row, in f64.
+fn row_stats(row: &[f32], eps: f32, c: f64) -> (f64, f64) {
     let n = row.len() as f64;
     let mean = row.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
     let var = row
@@ -103,5 +122,5 @@ fn row_stats(row: &[f32], eps: f32) -> (f64, f64) {
         .map(|&x| (f64::from(x) - mean).powi(2))
         .sum::<f64>()
         / n;
-    (mean, 1.0 / (var + f64::from(eps)).sqrt())
+    (mean, 1.0 / (c * var + f64::from(eps)).sqrt())
 }

@@ -4,9 +4,12 @@
 //! grouped convs and group norm. Masked coordinates are exactly zero in every clipped sum.
 
 use super::common::{TinyGnNet, batch, random_full_mask, random_weight_mask, rel_err};
-use sparsedp_nn::models::{TramerBonehCifar, TramerBonehMnist};
+use sparsedp_nn::layers::{Activation, BlockStyle};
+use sparsedp_nn::models::{
+    ResNet, ResNetConfig, TramerBonehCifar, TramerBonehMnist, WideResNet, WideResNetConfig,
+};
 use sparsedp_nn::{
-    ClipConfig, ClipFunction, ClipOutput, Engine, Model, NnError, ParamMask, clip_batch,
+    ClipConfig, ClipFunction, ClipOutput, Engine, Model, NnError, ParamMask, ParamRole, clip_batch,
 };
 use sparsedp_tensor::Tensor;
 
@@ -214,4 +217,70 @@ fn bad_input_is_an_error() {
     let nan = Tensor::full(&[2, 1, 28, 28], f32::NAN);
     let e = clip_batch(Engine::BookKeeping, &model, &nan, &y, &mask, &cfg).unwrap_err();
     assert!(matches!(e, NnError::NonFinite(_)), "{e}");
+}
+
+/// Non-trivial GroupNorm affine parameters, so their gradients are generic.
+fn randomise_norms(model: &mut dyn Model, seed: u64) {
+    let mut rng = sparsedp_tensor::TensorRng::seeded(seed);
+    for (_, p) in model.params_mut().iter_mut() {
+        if matches!(p.role, ParamRole::NormScale | ParamRole::NormShift) {
+            p.value = Tensor::rand_uniform(p.value.shape(), 0.5, 1.5, &mut rng).unwrap();
+        }
+    }
+}
+
+/// A narrowed De et al. WRN (WRN-10-1: one block per stage, widths 16, 32, 64, scaled weight
+/// standardisation, GroupNorm(16), projection shortcuts) on 8x8 inputs, dense and masked.
+#[test]
+fn narrow_wide_resnet_dense_and_masked() {
+    let mut cfg = WideResNetConfig::new(10, 1);
+    cfg.input_shape = [3, 8, 8];
+    let mut model = WideResNet::new(cfg, 61).unwrap();
+    randomise_norms(&mut model, 62);
+    let (x, y) = batch(&model, 4, 63);
+    for mask in [
+        ParamMask::dense(model.params()),
+        random_weight_mask(model.params(), 0.1, 64),
+        random_full_mask(model.params(), 0.5, 65),
+    ] {
+        let cfg = median_cfg(&model, &x, &y, &mask, 1);
+        check_all(&model, &x, &y, &mask, &cfg);
+    }
+}
+
+/// The He et al. block order with Mish and two views per example, and a post-activation
+/// ResNet with plain convs (ghost-eligible) and identity shortcuts.
+#[test]
+fn resnet_variants_dense_masked_and_with_views() {
+    let mut cfg = WideResNetConfig::new(10, 1);
+    cfg.input_shape = [3, 6, 6];
+    cfg.style = BlockStyle::PreActNormAct;
+    cfg.activation = Activation::Mish;
+    cfg.norm_groups = 8;
+    let model = WideResNet::new(cfg, 71).unwrap();
+    let (x, y) = batch(&model, 6, 72);
+    let y: Vec<usize> = y.chunks(2).flat_map(|c| [c[0], c[0]]).collect();
+    let mask = random_weight_mask(model.params(), 0.3, 73);
+    let cfg = median_cfg(&model, &x, &y, &mask, 2);
+    check_all(&model, &x, &y, &mask, &cfg);
+
+    let rcfg = ResNetConfig {
+        blocks: vec![2, 1],
+        widths: vec![8, 16],
+        num_classes: 4,
+        input_shape: [3, 8, 8],
+        norm_groups: 4,
+        activation: Activation::Relu,
+        transform: None,
+    };
+    let mut model = ResNet::new(rcfg, 74).unwrap();
+    randomise_norms(&mut model, 75);
+    let (x, y) = batch(&model, 4, 76);
+    for mask in [
+        ParamMask::dense(model.params()),
+        random_weight_mask(model.params(), 0.1, 77),
+    ] {
+        let cfg = median_cfg(&model, &x, &y, &mask, 1);
+        check_all(&model, &x, &y, &mask, &cfg);
+    }
 }
