@@ -131,7 +131,8 @@ impl Dataset {
     /// Image `i` as C x H x W bytes, or `None` when `i` is out of range.
     pub fn image(&self, i: usize) -> Option<&[u8]> {
         let n = self.image_len();
-        self.images.get(i * n..(i + 1) * n)
+        let start = i.checked_mul(n)?;
+        self.images.get(start..start.checked_add(n)?)
     }
 
     /// Label of example `i`, or `None` when `i` is out of range.

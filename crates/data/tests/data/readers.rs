@@ -540,6 +540,9 @@ fn dataset_constructor_and_subset_reject_bad_input() {
     let s = t.subset(&[5, 5, 0], "s").expect("subset");
     assert_eq!(s.image(1), t.image(5));
     assert_eq!(s.label(2), t.label(0));
+    assert_eq!(t.image(1000), None);
+    assert_eq!(t.image(usize::MAX), None);
+    assert_eq!(t.label(usize::MAX), None);
     assert!(t.class_balanced_indices(101).is_err());
     assert_eq!(t.class_balanced_indices(100).expect("all").len(), 1000);
 }
