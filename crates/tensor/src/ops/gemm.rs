@@ -11,9 +11,14 @@
 //! cores) and thrash caches. We therefore parallelise at exactly one level, rayon:
 //! OpenBLAS is switched to one thread the first time a GEMM runs, and
 //! * conv2d and batched matmul split work across examples with rayon and call the serial GEMM,
-//! * a single large GEMM ([`sgemm`]) is split into row (or column) panels of `C`, one rayon task
-//!   per panel, each a serial BLAS call. Nested calls from inside rayon tasks stay inside rayon's
-//!   fixed pool, so no extra threads appear.
+//! * a single large GEMM (`sgemm`) is split into row panels of `C`, two per rayon thread, each
+//!   a serial BLAS call. Nested calls from inside rayon tasks stay inside rayon's fixed pool, so
+//!   no extra threads appear.
+//!
+//! Measured on the 2-core development VM (see `docs/benchmarks.md`), rayon panels over
+//! single-threaded OpenBLAS reach about 90% of OpenBLAS's own two-thread sgemm at 1024^3, and
+//! the per-example parallelism of conv kernels needs no BLAS threads at all, so the single
+//! level costs little where one big GEMM runs and avoids oversubscription everywhere else.
 
 use std::os::raw::c_int;
 use std::sync::Once;
@@ -236,7 +241,7 @@ pub(crate) fn sgemm_serial(
 }
 
 /// Smallest row panel worth a task of its own.
-const MIN_PANEL_ROWS: usize = 32;
+const MIN_PANEL_ROWS: usize = 64;
 
 /// Below this many multiply-adds a GEMM is not worth splitting across threads.
 const PAR_MIN_FLOPS: usize = 1 << 21;
@@ -263,10 +268,11 @@ pub(crate) fn sgemm(
         // Too few rows to split; column panels would need aliasing `&mut` views of C.
         return sgemm_serial(m, n, k, alpha, a, b, beta, c, ldc);
     }
-    // Row panels of C are disjoint contiguous ranges: split by chunks of ldc * rows. About four
-    // panels per thread so that work stealing evens out a core taken by another process; each
-    // panel re-packs B, which costs little next to its share of the product.
-    let panels = (4 * threads).min(m / MIN_PANEL_ROWS).max(2);
+    // Row panels of C are disjoint contiguous ranges: split by chunks of ldc * rows. Two
+    // panels per thread: a spare panel lets work stealing absorb a core taken by another
+    // process, while every extra panel re-packs all of B (four per thread cost ~15% of a
+    // 1024^3 product in packing on the development VM).
+    let panels = (2 * threads).min(m / MIN_PANEL_ROWS).max(2);
     let rows = m.div_ceil(panels);
     let panels = split_rows(c, rows * ldc, m, rows);
     rayon::scope(|s| {

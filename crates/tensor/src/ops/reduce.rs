@@ -221,6 +221,30 @@ impl Tensor {
         Ok(Tensor::from_storage(storage, self.shape().to_vec()))
     }
 
+    /// Index of the first maximum along `axis` for every other position, row-major over the
+    /// remaining dimensions (e.g. predicted classes of `[N, K]` logits with `axis = 1`).
+    /// Returned on the host: it feeds metrics, not further tensor math.
+    pub fn argmax_axis(&self, axis: usize) -> Result<Vec<usize>> {
+        self.check_axis("argmax_axis", axis)?;
+        let (outer, len, inner) = split_axis(self.shape(), axis);
+        if len == 0 {
+            return Err(crate::error::invalid_shape(
+                "argmax_axis",
+                self.shape(),
+                "cannot take the argmax of an empty axis",
+            ));
+        }
+        let x = self.to_vec();
+        let mut out = Vec::with_capacity(outer * inner);
+        for o in 0..outer {
+            for i in 0..inner {
+                let at = |l: usize| x[(o * len + l) * inner + i];
+                out.push((1..len).fold(0, |best, l| if at(l) > at(best) { l } else { best }));
+            }
+        }
+        Ok(out)
+    }
+
     /// Sum of all elements (accumulated in `f64`).
     pub fn sum_all(&self) -> f32 {
         let n = self.numel();

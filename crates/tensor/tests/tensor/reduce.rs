@@ -76,6 +76,20 @@ fn totals_multi_axis_and_norms() {
     assert_close(&nr.to_vec(), &want, FWD_TOL, "row_sq_norms");
     assert!(Tensor::scalar(1.0).row_sq_norms().is_err());
     assert!(x.sum_axis(3, false).is_err());
+    // argmax: first maximum wins ties
+    let t = Tensor::from_vec(vec![1., 3., 3., 0., -1., 2., 5., 5., 0.], &[3, 3]).unwrap();
+    assert_eq!(t.argmax_axis(1).unwrap(), vec![1, 2, 0]);
+    assert_eq!(t.argmax_axis(0).unwrap(), vec![2, 2, 0]);
+    let am = x.argmax_axis(1).unwrap();
+    for (p, &a) in am.iter().enumerate() {
+        let (n, k) = (p / 5, p % 5);
+        let best = (0..3)
+            .map(|c| xf[(n * 3 + c) * 5 + k])
+            .fold(f64::NEG_INFINITY, f64::max);
+        assert_eq!(xf[(n * 3 + a) * 5 + k], best);
+    }
+    assert!(x.argmax_axis(3).is_err());
+    assert!(Tensor::zeros(&[2, 0]).argmax_axis(1).is_err());
     assert!(Tensor::zeros(&[2, 0]).max_axis(1, false).is_err());
     assert!(x.max_axis_backward(&Tensor::zeros(&[7]), 1).is_err());
 }
