@@ -49,6 +49,8 @@
 
 mod accountant;
 mod calibrate;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod conversion;
 mod error;
 mod logmath;

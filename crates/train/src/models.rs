@@ -1,0 +1,68 @@
+//! The model registry: names accepted by `model.name` and `sparsedp info --model`.
+
+use anyhow::{Result, bail};
+use sparsedp_nn::Model;
+use sparsedp_nn::models::{TramerBonehCifar, TramerBonehMnist};
+
+/// `(name, description)` of every model.
+pub const MODELS: &[(&str, &str)] = &[
+    (
+        "tb-mnist",
+        "Tramer & Boneh 2021 CNN for 1x28x28 inputs (MNIST, Fashion-MNIST), tanh, 26,010 parameters",
+    ),
+    (
+        "tb-cifar10",
+        "Tramer & Boneh 2021 CNN for 3x32x32 inputs (CIFAR-10), tanh, 550,570 parameters",
+    ),
+];
+
+/// Errors unless `name` is a known model.
+pub fn check_name(name: &str) -> Result<()> {
+    if MODELS.iter().any(|(n, _)| *n == name) {
+        Ok(())
+    } else {
+        let names: Vec<&str> = MODELS.iter().map(|(n, _)| *n).collect();
+        bail!("unknown model '{name}': choose one of {}", names.join(", "))
+    }
+}
+
+/// A freshly initialised model.
+pub fn build(name: &str, seed: u64) -> Result<Box<dyn Model>> {
+    check_name(name)?;
+    Ok(match name {
+        "tb-mnist" => Box::new(TramerBonehMnist::new(seed)?),
+        "tb-cifar10" => Box::new(TramerBonehCifar::new(seed)?),
+        _ => unreachable!("checked above"),
+    })
+}
+
+/// Multiply-accumulate operations of one forward pass of one example, counted from the
+/// recorded layers (convolutions and linear layers; activations, pooling and norms excluded).
+pub fn forward_macs(model: &dyn Model) -> Result<u64> {
+    use sparsedp_nn::{LayerKind, Tape};
+    let [c, h, w] = model.input_shape();
+    let mut tape = Tape::new(model.params());
+    let x = tape.input(sparsedp_tensor::Tensor::zeros(&[1, c, h, w]));
+    model.forward(&mut tape, x)?;
+    let mut macs = 0u64;
+    for rec in tape.layers() {
+        let wn = model.params().value(rec.weight).numel() as u64;
+        macs += match &rec.kind {
+            LayerKind::Linear => wn,
+            LayerKind::Conv2d { params, kernel } => {
+                let s = rec.input.shape();
+                let out_h =
+                    (s[2] + 2 * params.padding[0] - params.dilation[0] * (kernel[0] - 1) - 1)
+                        / params.stride[0]
+                        + 1;
+                let out_w =
+                    (s[3] + 2 * params.padding[1] - params.dilation[1] * (kernel[1] - 1) - 1)
+                        / params.stride[1]
+                        + 1;
+                wn * (out_h * out_w) as u64
+            }
+            LayerKind::GroupNormAffine { .. } => 0,
+        };
+    }
+    Ok(macs)
+}

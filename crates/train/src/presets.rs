@@ -1,0 +1,71 @@
+//! Named configurations: the default job and the paper setups.
+
+use crate::config::TrainConfig;
+use anyhow::{Result, bail};
+
+/// `(name, description)` of every preset.
+pub const PRESETS: &[(&str, &str)] = &[
+    (
+        "default",
+        "Tramer-Boneh MNIST CNN on the bundled MNIST subset, epsilon 3, with pre-pruning and gradient dropping (a few minutes on 2 cores)",
+    ),
+    (
+        "tb-mnist",
+        "Tramer & Boneh 2021 MNIST setup: batch 512, C = 0.1, epsilon 3, delta 1e-5, 40 epochs, SGD momentum 0.9, lr 0.5",
+    ),
+    (
+        "tb-fashion-mnist",
+        "Tramer & Boneh 2021 Fashion-MNIST setup (same CNN and hyper-parameters as MNIST)",
+    ),
+    (
+        "tb-cifar10",
+        "Tramer & Boneh 2021 CIFAR-10 end-to-end CNN: batch 512, C = 0.1, epsilon 3, 30 epochs, SGD momentum 0.9, lr 4",
+    ),
+];
+
+/// The configuration of preset `name`.
+pub fn preset(name: &str) -> Result<TrainConfig> {
+    let mut c = TrainConfig::default();
+    match name {
+        "default" => {}
+        "tb-mnist" | "tb-fashion-mnist" => {
+            c.data.dataset = if name == "tb-mnist" {
+                "mnist"
+            } else {
+                "fashion-mnist"
+            }
+            .into();
+            c.model.name = "tb-mnist".into();
+            c.privacy.epsilon = Some(3.0);
+            c.privacy.delta = Some(1e-5);
+            c.privacy.clip_norm = 0.1;
+            c.training.batch_size = 512;
+            c.training.physical_batch = 512;
+            c.training.epochs = 40.0;
+            c.training.lr = 0.5;
+            c.training.momentum = 0.9;
+            c.training.eval_every = 500;
+        }
+        "tb-cifar10" => {
+            c.data.dataset = "cifar10".into();
+            c.model.name = "tb-cifar10".into();
+            c.privacy.epsilon = Some(3.0);
+            c.privacy.delta = Some(1e-5);
+            c.privacy.clip_norm = 0.1;
+            c.training.batch_size = 512;
+            c.training.physical_batch = 128;
+            c.training.epochs = 30.0;
+            c.training.lr = 4.0;
+            c.training.momentum = 0.9;
+            c.training.eval_every = 500;
+        }
+        other => {
+            let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+            bail!(
+                "unknown preset '{other}': choose one of {}",
+                names.join(", ")
+            )
+        }
+    }
+    Ok(c)
+}
