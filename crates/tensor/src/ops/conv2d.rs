@@ -190,6 +190,9 @@ fn out_hw(
 /// Unfolds one example `x` (`C x H x W`) into the `C*kh*kw x T` block of `col` that starts at
 /// column `off` of a matrix with row stride `ld` (so several examples can sit side by side).
 fn im2col_one(x: &[f32], g: &Conv2dGeometry, col: &mut [f32], ld: usize, off: usize) {
+    if g.params.stride == [1, 1] && g.ow == g.w {
+        return im2col_one_same(x, g, col, ld, off);
+    }
     let (h, w, oh, ow) = (g.h as isize, g.w as isize, g.oh, g.ow);
     let [sh, sw] = g.params.stride;
     let [ph, pw] = g.params.padding;
@@ -215,8 +218,10 @@ fn im2col_one(x: &[f32], g: &Conv2dGeometry, col: &mut [f32], ld: usize, off: us
                     d[..lo].fill(0.0);
                     d[hi..].fill(0.0);
                     if sw == 1 {
-                        let s0 = (lo as isize + off_x) as usize;
-                        d[lo..hi].copy_from_slice(&src[s0..s0 + (hi - lo)]);
+                        if hi > lo {
+                            let s0 = (lo as isize + off_x) as usize;
+                            d[lo..hi].copy_from_slice(&src[s0..s0 + (hi - lo)]);
+                        }
                     } else {
                         for (ox, v) in d.iter_mut().enumerate().take(hi).skip(lo) {
                             *v = src[(ox as isize * sw as isize + off_x) as usize];
@@ -229,9 +234,57 @@ fn im2col_one(x: &[f32], g: &Conv2dGeometry, col: &mut [f32], ld: usize, off: us
     }
 }
 
+/// [`im2col_one`] for stride 1 with "same" width (`ow == w`, e.g. 3x3 with padding 1): each
+/// tap's row is then the input plane shifted by one offset, so it is one contiguous copy plus
+/// zeroing of the few border entries, instead of one short copy per output row.
+fn im2col_one_same(x: &[f32], g: &Conv2dGeometry, col: &mut [f32], ld: usize, off: usize) {
+    let (h, w, oh) = (g.h as isize, g.w, g.oh);
+    let [ph, pw] = g.params.padding;
+    let [dh, dw] = g.params.dilation;
+    let (t, hw) = (g.t(), g.h * g.w);
+    let mut row = 0;
+    for c in 0..g.c_in {
+        let xc = &x[c * hw..(c + 1) * hw];
+        for ki in 0..g.kh {
+            let off_y = (ki * dh) as isize - ph as isize;
+            // output rows whose input row oy + off_y lies in 0..h
+            let oy0 = (-off_y).clamp(0, oh as isize) as usize;
+            let oy1 = (h - off_y).clamp(oy0 as isize, oh as isize) as usize;
+            for kj in 0..g.kw {
+                let off_x = (kj * dw) as isize - pw as isize;
+                let dst = &mut col[row * ld + off..row * ld + off + t];
+                // dst[p] = xc[p + shift] for p in the valid rows, clipped to the plane.
+                let shift = off_y * w as isize + off_x;
+                let p0 = (oy0 * w).max((-shift).max(0) as usize).min(oy1 * w);
+                let p1 = (oy1 * w).min((hw as isize - shift).max(0) as usize).max(p0);
+                dst[..p0].fill(0.0);
+                dst[p1..].fill(0.0);
+                if p1 > p0 {
+                    let s0 = (p0 as isize + shift) as usize;
+                    dst[p0..p1].copy_from_slice(&xc[s0..s0 + (p1 - p0)]);
+                }
+                // Columns whose input column ox + off_x falls outside 0..w picked up a
+                // neighbouring row's pixel: zero them.
+                let (lo, hi) = valid_range(off_x, 1, w as isize, w);
+                for oy in oy0..oy1 {
+                    dst[oy * w..oy * w + lo].fill(0.0);
+                    dst[oy * w + hi..(oy + 1) * w].fill(0.0);
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
 /// Folds the `C*kh*kw x T` block of `col` at column `off` (row stride `ld`) back onto one
 /// example `dx` (`C x H x W`), accumulating overlapping taps; `dx` must be zeroed by the caller.
-fn col2im_one(col: &[f32], ld: usize, off: usize, g: &Conv2dGeometry, dx: &mut [f32]) {
+///
+/// `col` is scratch: the stride-1 "same" fast path zeroes entries of taps that fall outside
+/// the image before adding whole shifted planes.
+fn col2im_one(col: &mut [f32], ld: usize, off: usize, g: &Conv2dGeometry, dx: &mut [f32]) {
+    if g.params.stride == [1, 1] && g.ow == g.w {
+        return col2im_one_same(col, ld, off, g, dx);
+    }
     let (h, w, oh, ow) = (g.h as isize, g.w as isize, g.oh, g.ow);
     let [sh, sw] = g.params.stride;
     let [ph, pw] = g.params.padding;
@@ -261,6 +314,42 @@ fn col2im_one(col: &[f32], ld: usize, off: usize, g: &Conv2dGeometry, dx: &mut [
                         for (ox, sv) in s.iter().enumerate().take(hi).skip(lo) {
                             dst[(ox as isize * sw as isize + off_x) as usize] += sv;
                         }
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+/// [`col2im_one`] for stride 1 with "same" width: the adjoint of [`im2col_one_same`].
+fn col2im_one_same(col: &mut [f32], ld: usize, off: usize, g: &Conv2dGeometry, dx: &mut [f32]) {
+    let (h, w, oh) = (g.h as isize, g.w, g.oh);
+    let [ph, pw] = g.params.padding;
+    let [dh, dw] = g.params.dilation;
+    let (t, hw) = (g.t(), g.h * g.w);
+    let mut row = 0;
+    for c in 0..g.c_in {
+        let xc = &mut dx[c * hw..(c + 1) * hw];
+        for ki in 0..g.kh {
+            let off_y = (ki * dh) as isize - ph as isize;
+            let oy0 = (-off_y).clamp(0, oh as isize) as usize;
+            let oy1 = (h - off_y).clamp(oy0 as isize, oh as isize) as usize;
+            for kj in 0..g.kw {
+                let off_x = (kj * dw) as isize - pw as isize;
+                let src = &mut col[row * ld + off..row * ld + off + t];
+                let (lo, hi) = valid_range(off_x, 1, w as isize, w);
+                for oy in oy0..oy1 {
+                    src[oy * w..oy * w + lo].fill(0.0);
+                    src[oy * w + hi..(oy + 1) * w].fill(0.0);
+                }
+                let shift = off_y * w as isize + off_x;
+                let p0 = (oy0 * w).max((-shift).max(0) as usize).min(oy1 * w);
+                let p1 = (oy1 * w).min((hw as isize - shift).max(0) as usize).max(p0);
+                if p1 > p0 {
+                    let d0 = (p0 as isize + shift) as usize;
+                    for (d, s) in xc[d0..d0 + (p1 - p0)].iter_mut().zip(&src[p0..p1]) {
+                        *d += s;
                     }
                 }
                 row += 1;
@@ -398,7 +487,13 @@ pub(crate) fn cpu_col2im(cols: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
     }
     out.par_chunks_mut(g.input_len())
         .zip(cols.par_chunks(per))
-        .for_each(|(dx, col)| col2im_one(col, g.t(), 0, g, dx));
+        .for_each_init(
+            || vec![0.0f32; per],
+            |scratch, (dx, col)| {
+                scratch.copy_from_slice(col);
+                col2im_one(scratch, g.t(), 0, g, dx)
+            },
+        );
     out
 }
 
@@ -523,7 +618,7 @@ pub(crate) fn cpu_conv2d_backward_input(dy: &[f32], w: &[f32], g: &Conv2dGeometr
                 if !pointwise {
                     for j in 0..cnt {
                         let dxi = &mut dxchunk[(i - lo + j) * il..(i - lo + j + 1) * il];
-                        col2im_one(&dcol, ld, j * t, g, dxi);
+                        col2im_one(&mut dcol, ld, j * t, g, dxi);
                     }
                 }
                 i += cnt;
@@ -560,16 +655,18 @@ pub(crate) fn cpu_conv2d_backward_weight(x: &[f32], dy: &[f32], g: &Conv2dGeomet
                     &gbuf
                 };
                 for gi in 0..groups {
+                    // Accumulate dW^T = a g^T (d x og): M = d is the long side, which
+                    // measured faster than g a^T for the CNN's 32- and 64-channel layers.
                     gemm(
-                        og,
                         d,
+                        og,
                         ld,
                         1.0,
-                        Operand::new(&gsrc[gi * og * ld..], ld, false),
-                        Operand::new(&col[gi * d * ld..], ld, true),
+                        Operand::new(&col[gi * d * ld..], ld, false),
+                        Operand::new(&gsrc[gi * og * ld..], ld, true),
                         1.0,
                         &mut acc[gi * og * d..],
-                        d,
+                        og,
                     );
                 }
             });
@@ -577,11 +674,25 @@ pub(crate) fn cpu_conv2d_backward_weight(x: &[f32], dy: &[f32], g: &Conv2dGeomet
         })
         .collect();
     let mut it = partials.into_iter();
-    let mut out = it.next().unwrap_or_else(|| crate::buffers::zeroed(wlen));
+    let mut acc = it.next().unwrap_or_else(|| crate::buffers::zeroed(wlen));
     for p in it {
-        out.iter_mut().zip(&p).for_each(|(o, v)| *o += v);
+        acc.iter_mut().zip(&p).for_each(|(o, v)| *o += v);
         crate::buffers::recycle(p);
     }
+    // Each group's block is d x og; the weight layout wants og x d.
+    let mut out = crate::buffers::zeroed(wlen);
+    for gi in 0..groups {
+        let (src, dst) = (
+            &acc[gi * og * d..(gi + 1) * og * d],
+            &mut out[gi * og * d..],
+        );
+        for k in 0..d {
+            for o in 0..og {
+                dst[o * d + k] = src[k * og + o];
+            }
+        }
+    }
+    crate::buffers::recycle(acc);
     out
 }
 

@@ -313,6 +313,36 @@ fn conv2d_pointwise_batch_one_and_blocked_batches() {
         },
     };
     check_case(c, 8);
+    // Stride 1 with output width == input width takes the shifted-plane im2col/col2im path.
+    let same = |n, kh, kw, ph, pw, dh, dw, h, w| Case {
+        n,
+        groups: 1,
+        cg: 2,
+        og: 3,
+        h,
+        w,
+        kh,
+        kw,
+        p: Conv2dParams {
+            stride: [1, 1],
+            padding: [ph, pw],
+            dilation: [dh, dw],
+            groups: 1,
+        },
+    };
+    for (i, c) in [
+        same(2, 3, 3, 1, 1, 1, 1, 5, 7),
+        same(10, 3, 3, 1, 1, 1, 1, 4, 4),
+        same(2, 3, 3, 2, 2, 2, 2, 6, 5),
+        same(1, 3, 1, 0, 0, 1, 1, 6, 3),
+        same(3, 2, 3, 0, 1, 1, 1, 3, 2),
+        same(2, 5, 3, 1, 1, 1, 1, 3, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        check_case(c, 20 + i as u64);
+    }
 }
 
 /// Acceptance: the per-example weight gradients summed over the batch equal the batch weight
