@@ -22,6 +22,8 @@ mod pool;
 mod random;
 #[path = "tensor/reduce.rs"]
 mod reduce;
+#[path = "tensor/robustness.rs"]
+mod robustness;
 #[path = "tensor/softmax.rs"]
 mod softmax;
 #[path = "tensor/unary.rs"]

@@ -57,6 +57,10 @@ impl Pool2dGeometry {
         let [n, c, h, w] = *shape else {
             return Err(invalid_shape(op, shape, "expected [N, C, H, W]"));
         };
+        if h == 0 || w == 0 {
+            // Every window would hold only padding, which max pooling cannot reduce.
+            return Err(invalid_shape(op, shape, "pooling needs a non-empty image"));
+        }
         let mut out = [0; 2];
         for i in 0..2 {
             if p.kernel[i] == 0 || p.stride[i] == 0 {
