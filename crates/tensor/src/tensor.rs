@@ -19,7 +19,10 @@ pub struct Tensor {
 /// Number of elements of a shape (1 for the scalar shape `[]`). Saturates instead of
 /// overflowing, so an absurd user shape fails the length checks rather than panicking.
 pub(crate) fn numel(shape: &[usize]) -> usize {
-    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX)
+    shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .unwrap_or(usize::MAX)
 }
 
 impl Tensor {

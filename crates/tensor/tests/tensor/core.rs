@@ -31,7 +31,11 @@ fn construction_and_inspection() {
     assert!(e.to_string().contains("6") && e.to_string().contains("5"));
     // a shape whose element count overflows is a length error, not an arithmetic panic
     assert!(Tensor::from_vec(vec![], &[usize::MAX, 3]).is_err());
-    assert!(Tensor::zeros(&[2, 3]).reshape(&[usize::MAX / 2, 4]).is_err());
+    assert!(
+        Tensor::zeros(&[2, 3])
+            .reshape(&[usize::MAX / 2, 4])
+            .is_err()
+    );
 }
 
 #[test]
