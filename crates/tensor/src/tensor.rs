@@ -10,7 +10,7 @@ use crate::error::{Result, TensorError, invalid_arg, invalid_shape, mismatch};
 /// there are no views or strides to reason about. Reshaping a tensor that is owned is free
 /// ([`Tensor::into_reshape`]); transposed matrix operands are expressed by flags on
 /// [`Tensor::matmul_t`] rather than by materialised transposes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Tensor {
     shape: Vec<usize>,
     storage: Storage,
@@ -331,6 +331,24 @@ impl Tensor {
             }
         }
         Ok(Tensor::from_cpu(out, out_shape))
+    }
+}
+
+/// Shows the shape, the device and at most the first eight values: tensors of activations or
+/// per-example gradients hold millions of values, which would drown a log or a test failure.
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const SHOWN: usize = 8;
+        let head: Vec<f32> = match &self.storage {
+            Storage::Cpu(v) => v.iter().take(SHOWN).copied().collect(),
+        };
+        let more = if self.numel() > SHOWN { ", ..." } else { "" };
+        write!(
+            f,
+            "Tensor {{ shape: {:?}, device: {:?}, values: {head:?}{more} }}",
+            self.shape,
+            self.device()
+        )
     }
 }
 

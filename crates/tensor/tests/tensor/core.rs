@@ -19,6 +19,16 @@ fn construction_and_inspection() {
     assert_eq!(Tensor::scalar(2.5).item().unwrap(), 2.5);
     assert!(t.item().is_err());
     assert_eq!(Tensor::ones(&[2, 2]).sum_all(), 4.0);
+    // Debug output is bounded, whatever the size of the tensor.
+    let dbg = format!("{:?}", Tensor::zeros(&[1000, 1000]));
+    assert!(
+        dbg.len() < 200 && dbg.contains("[1000, 1000]") && dbg.contains("..."),
+        "{dbg}"
+    );
+    assert_eq!(
+        format!("{t:?}"),
+        "Tensor { shape: [2, 3], device: Cpu, values: [0.0, 1.0, 2.0, 3.0, 4.0, 5.0] }"
+    );
     let e = Tensor::from_vec(vec![1.0; 5], &[2, 3]).unwrap_err();
     assert_eq!(
         e,
