@@ -120,7 +120,7 @@ fn sgemm_jobs(threads: usize) -> Vec<(String, Job)> {
             format!("raw OpenBLAS cblas_sgemm, {t} OpenBLAS thread(s)"),
             Job::new(flops, move || {
                 set_blas_threads(t);
-                raw_openblas_sgemm(n, n, n, &av, &bv, &mut c);
+                raw_openblas_sgemm(n, n, n, &av, &bv, &mut c).unwrap();
                 set_blas_threads(1);
             }),
         ));

@@ -26,6 +26,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use cblas_sys::{CBLAS_LAYOUT, CBLAS_TRANSPOSE, cblas_sgemm};
 
+use crate::error::{Result, TensorError};
+
 // Links the system OpenBLAS. `openblas-src` is not used: its 0.10 release pulls a TLS-enabled
 // downloader into the build even with the `system` feature; the linker flag is all we need.
 #[link(name = "openblas")]
@@ -86,14 +88,32 @@ pub fn blas_threads() -> usize {
     unsafe { openblas_get_num_threads() as usize }
 }
 
-/// Calls `cblas_sgemm` directly (row-major) with whatever thread count OpenBLAS has; used by the
-/// benchmark to measure raw OpenBLAS. Shapes are checked like [`sgemm_serial`].
-#[allow(clippy::too_many_arguments)]
-pub fn raw_openblas_sgemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    assert!(
-        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
-        "raw_openblas_sgemm"
-    );
+/// Calls `cblas_sgemm` directly (row-major, `C = A B` with `A: m x k`, `B: k x n`, tight
+/// strides) with whatever thread count OpenBLAS has; used by the benchmark to measure raw
+/// OpenBLAS. Slices shorter than their shapes need are a [`TensorError::LengthMismatch`], and
+/// so are dimensions beyond OpenBLAS's 32-bit integers.
+pub fn raw_openblas_sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+) -> Result<()> {
+    for (need, got) in [
+        (m.checked_mul(k), a.len()),
+        (k.checked_mul(n), b.len()),
+        (m.checked_mul(n), c.len()),
+    ] {
+        let need = need.unwrap_or(usize::MAX);
+        if got < need || [m, n, k].iter().any(|&d| d > c_int::MAX as usize) {
+            return Err(TensorError::LengthMismatch {
+                op: "raw_openblas_sgemm",
+                expected: need,
+                actual: got,
+            });
+        }
+    }
     init_blas();
     // SAFETY: slices are long enough for row-major m x k, k x n, m x n with tight strides.
     unsafe {
@@ -113,7 +133,8 @@ pub fn raw_openblas_sgemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c:
             c.as_mut_ptr(),
             n as c_int,
         )
-    }
+    };
+    Ok(())
 }
 
 /// Describes one operand of a GEMM: its data, leading dimension and whether it is transposed.

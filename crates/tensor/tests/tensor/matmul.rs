@@ -1,7 +1,9 @@
 //! matmul / batched matmul with transposed operands, both GEMM engines, and backward.
 
 use proptest::prelude::*;
-use sparsedp_tensor::{GemmEngine, Tensor, TensorError, set_gemm_engine};
+use sparsedp_tensor::{
+    GemmEngine, Tensor, TensorError, blas_threads, gemm_engine, raw_openblas_sgemm, set_gemm_engine,
+};
 
 use crate::common::*;
 
@@ -173,4 +175,34 @@ fn matmul_shape_errors_name_shapes() {
             .to_vec(),
         vec![0.0; 8]
     );
+}
+
+#[test]
+fn raw_openblas_entry_point_and_engine_switch() {
+    let (m, n, k) = (5, 4, 3);
+    let a = randn(&[m, k], 10);
+    let b = randn(&[k, n], 11);
+    let mut c = vec![0.0; m * n];
+    raw_openblas_sgemm(m, n, k, &a.to_vec(), &b.to_vec(), &mut c).unwrap();
+    let want = mm_ref(&f64s(&a), k, &f64s(&b), n, m, n, k, false, false);
+    assert_close(&c, &want, FWD_TOL, "raw sgemm");
+    let e = raw_openblas_sgemm(m, n, k, &a.to_vec()[1..], &b.to_vec(), &mut c).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TensorError::LengthMismatch {
+                expected: 15,
+                actual: 14,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(raw_openblas_sgemm(m, n, k, &a.to_vec(), &b.to_vec(), &mut c[..3]).is_err());
+    // the backend keeps OpenBLAS single-threaded (parallelism comes from rayon)
+    assert_eq!(blas_threads(), 1);
+    assert!(matches!(
+        gemm_engine(),
+        GemmEngine::OpenBlas | GemmEngine::MatrixMultiply
+    ));
 }
