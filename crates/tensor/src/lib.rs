@@ -14,6 +14,15 @@
 //! [`BackendOps`] trait is the seam a second backend plugs into: `Tensor` methods validate
 //! shapes once and dispatch on the storage's device, so callers never change.
 //!
+//! # Performance model
+//! Convolutions are im2col + GEMM per example (small feature maps are unfolded several examples
+//! side by side), GEMMs go to the system OpenBLAS or to `matrixmultiply`
+//! ([`set_gemm_engine`]), and parallelism has exactly one level: rayon across examples or GEMM
+//! row panels, with OpenBLAS pinned to one thread so the two pools never oversubscribe the
+//! cores. Released buffers of 1 MiB or more are cached for reuse ([`release_cached_buffers`])
+//! because first-touch page faults are expensive on virtual machines. Measurements are in
+//! `docs/benchmarks.md`.
+//!
 //! # Errors
 //! Invalid shapes and arguments return [`TensorError`] naming the operation and the shapes; no
 //! public function panics on user input.
