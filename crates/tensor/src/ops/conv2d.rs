@@ -12,10 +12,15 @@
 //! # Kernels
 //! Every kernel is im2col + GEMM per example: `y_i = W a_i` (forward),
 //! `dx_i = col2im(W^T g_i)` (input gradient), `dW = sum_i g_i a_i^T` (weight gradient) and
-//! `G_i = g_i a_i^T` (per-example gradient). Work is split across examples with rayon, one
-//! contiguous range of examples per thread, each with its own reusable column buffer and serial
-//! GEMMs (see `ops::gemm` for why only one level is parallel). A `1x1`, stride-1, unpadded
-//! convolution skips im2col: `a_i` is the input itself.
+//! `G_i = g_i a_i^T` (per-example gradient; the batch weight gradient is accumulated as
+//! `dW^T += a g^T`, which puts the long side in GEMM's M). Work is split across examples with
+//! rayon, about four contiguous example ranges per thread (work stealing evens out a busy
+//! core), each with its own reusable column buffer and serial GEMMs (see `ops::gemm` for why
+//! only one level is parallel). Examples with small maps are unfolded side by side into one
+//! column block so that one GEMM covers several of them. Stride-1 convolutions whose output
+//! width equals the input width (3x3 with padding 1, ...) unfold each tap as one shifted copy
+//! of the input plane. A `1x1`, stride-1, unpadded convolution skips im2col: `a_i` is the input
+//! itself.
 
 use rayon::prelude::*;
 
