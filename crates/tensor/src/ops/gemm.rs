@@ -28,8 +28,10 @@ use cblas_sys::{CBLAS_LAYOUT, CBLAS_TRANSPOSE, cblas_sgemm};
 
 use crate::error::{Result, TensorError};
 
-// Links the system OpenBLAS. `openblas-src` is not used: its 0.10 release pulls a TLS-enabled
-// downloader into the build even with the `system` feature; the linker flag is all we need.
+// Links the system OpenBLAS (Debian `libopenblas-dev` provides `libopenblas.so`). `openblas-src`
+// is not used: with `default-features = false` and the `system` feature, its 0.10 release still
+// builds `openblas-build`, which refuses to compile without one of its TLS downloader features.
+// The linker flag is all we need.
 #[link(name = "openblas")]
 unsafe extern "C" {
     fn openblas_set_num_threads(num_threads: c_int);
