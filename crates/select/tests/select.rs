@@ -1,0 +1,5 @@
+//! Integration tests of sparsedp-select.
+
+mod select {
+    mod selection;
+}
