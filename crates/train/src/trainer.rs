@@ -592,22 +592,23 @@ pub fn train(cfg: &TrainConfig, dir: &Path, opts: &RunOptions) -> Result<Summary
             continue;
         }
         // Noise on the active coordinates, then the expected-batch-size average.
-        let mut grads = Vec::with_capacity(sums.len());
-        let mut rng = if cfg.privacy.secure_rng {
-            TensorRng::from_os_entropy()?
-        } else {
-            TensorRng::seeded_stream(cfg.training.seed ^ NOISE_STREAM, step)
-        };
-        for ((id, _), s) in model.params().iter().zip(&sums) {
-            let noisy = if dp {
-                let std = (plan.sigma * f64::from(cfg.privacy.clip_norm)) as f32;
-                let noise = Tensor::randn(s.shape(), 0.0, std, &mut rng)?;
-                active.apply(id, &s.add(&noise)?)?
+        let grads = if dp {
+            let mut rng = if cfg.privacy.secure_rng {
+                TensorRng::from_os_entropy()?
             } else {
-                s.clone()
+                TensorRng::seeded_stream(cfg.training.seed ^ NOISE_STREAM, step)
             };
-            grads.push(noisy.scale(1.0 / expected));
-        }
+            privatize(
+                &sums,
+                &active,
+                plan.sigma,
+                cfg.privacy.clip_norm,
+                expected,
+                &mut rng,
+            )?
+        } else {
+            sums.iter().map(|s| s.scale(1.0 / expected)).collect()
+        };
         let lr = learning_rate(&cfg.training, step, plan.steps);
         opt.step(model.params_mut(), &grads, &active, lr)?;
         if let Some(acc) = accountant.as_mut() {
@@ -732,6 +733,32 @@ pub fn train(cfg: &TrainConfig, dir: &Path, opts: &RunOptions) -> Result<Summary
         serde_json::to_string_pretty(&summary)?,
     )?;
     Ok(summary)
+}
+
+/// The privatised gradient of one step: `M o (sum + N(0, (sigma C)^2 I)) / (q N)` per parameter.
+///
+/// Noise is drawn for every coordinate (so the random stream does not depend on the mask) and
+/// then restricted to the active ones: inactive coordinates get exactly zero, neither signal nor
+/// noise. The divisor is the *expected* batch size `q N`: the realised Poisson batch size depends
+/// on the private data and is never used.
+pub fn privatize(
+    clipped_sums: &[Tensor],
+    active: &ParamMask,
+    sigma: f64,
+    clip_norm: f32,
+    expected_batch: f32,
+    rng: &mut TensorRng,
+) -> Result<Vec<Tensor>> {
+    let std = (sigma * f64::from(clip_norm)) as f32;
+    clipped_sums
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let noise = Tensor::randn(s.shape(), 0.0, std, rng)?;
+            let noisy = active.apply(sparsedp_nn::ParamId(i), &s.add(&noise)?)?;
+            Ok(noisy.scale(1.0 / expected_batch))
+        })
+        .collect()
 }
 
 fn nonfinite_context(e: sparsedp_nn::NnError, step: u64) -> anyhow::Error {

@@ -1,0 +1,153 @@
+//! End to end through the library: a few DP steps with pruning and selection; the epsilon
+//! reported equals the accountant's for the steps taken; masked coordinates never change; noise
+//! goes to active coordinates only.
+
+use sparsedp::checkpoint::TensorFile;
+use sparsedp::trainer::{self, RunOptions, privatize};
+use sparsedp::{TrainConfig, models};
+use sparsedp_accountant::{FractionalSeries, Orders, Phase, RdpCurve};
+use sparsedp_nn::{ParamMask, ParamRole};
+use sparsedp_tensor::{Tensor, TensorRng};
+
+fn small_config() -> TrainConfig {
+    let mut cfg = TrainConfig::default();
+    cfg.training.epochs = 0.25; // ceil(0.25 / 0.064) = 4 steps
+    cfg.training.batch_size = 256;
+    cfg.training.physical_batch = 100; // several chunks per step
+    cfg.output.progress = false;
+    cfg.pruning.score = "random".into();
+    cfg.pruning.density = 0.5;
+    cfg.selection.selector = "random".into();
+    cfg.selection.rate = 0.5;
+    cfg
+}
+
+#[test]
+fn epsilon_masks_and_steps_are_as_accounted() {
+    let dir = tempdir("e2e");
+    let cfg = small_config();
+    let init = models::build(&cfg.model.name, cfg.model.seed).unwrap();
+    let summary = trainer::train(&cfg, &dir, &RunOptions::default()).unwrap();
+    assert_eq!(summary.steps, 4);
+    assert_eq!(summary.steps, summary.planned_steps);
+    assert!(summary.stopped_early.is_none());
+
+    // Epsilon equals an independent accountant's for the steps taken.
+    let q = 256.0 / 4000.0;
+    let sigma = summary.sigma.unwrap();
+    let expected = RdpCurve::of_phase(
+        &Orders::opacus(),
+        Phase::new(q, sigma, summary.steps).unwrap(),
+        FractionalSeries::AbsoluteBound,
+    )
+    .unwrap()
+    .epsilon(summary.delta.unwrap())
+    .unwrap()
+    .epsilon;
+    let got = summary.epsilon.unwrap();
+    assert!(
+        (got - expected).abs() <= 1e-9 * expected,
+        "{got} vs {expected}"
+    );
+    assert!(got <= 3.0);
+
+    // Pruned coordinates never changed; unpruned weights did.
+    let model = TensorFile::read(&dir.join("model.safetensors")).unwrap();
+    let mut pruned_seen = 0usize;
+    let mut moved = 0usize;
+    for (_, p) in init.params().iter() {
+        let now = model.get(&format!("param/{}", p.name)).unwrap().to_vec();
+        let before = p.value.to_vec();
+        match model.get(&format!("mask/{}", p.name)) {
+            Some(mask) => {
+                assert_eq!(p.role, ParamRole::Weight, "only weights are pruned");
+                for ((m, a), b) in mask.to_vec().iter().zip(&now).zip(&before) {
+                    if *m == 0.0 {
+                        assert_eq!(a, b, "pruned coordinate of {} changed", p.name);
+                        pruned_seen += 1;
+                    } else if a != b {
+                        moved += 1;
+                    }
+                }
+            }
+            None => assert_ne!(p.role, ParamRole::Weight, "{} has no mask", p.name),
+        }
+    }
+    assert!(pruned_seen > 10_000, "about half of 26k weights are pruned");
+    assert!(moved > 1_000, "trainable weights moved");
+
+    // Metrics: one line per step with the running epsilon, then the final line.
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    let eps: Vec<f64> = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("loss").is_some())
+        .map(|v| v["epsilon"].as_f64().unwrap())
+        .collect();
+    assert_eq!(eps.len(), 4);
+    assert!(
+        eps.windows(2).all(|w| w[0] < w[1]),
+        "epsilon grows with steps: {eps:?}"
+    );
+    assert_eq!(*eps.last().unwrap(), got);
+}
+
+#[test]
+fn noise_goes_to_active_coordinates_only() {
+    let shape = [50, 40];
+    let sums = vec![Tensor::zeros(&shape)];
+    let mut store = sparsedp_nn::ParamStore::new();
+    store
+        .add("w", Tensor::zeros(&shape), ParamRole::Weight)
+        .unwrap();
+    let keep: Vec<f32> = (0..2000).map(|i| f32::from(i % 3 == 0)).collect();
+    let mask = ParamMask::new(
+        &store,
+        vec![Some(Tensor::from_vec(keep.clone(), &shape).unwrap())],
+    )
+    .unwrap();
+    let (sigma, c, b) = (2.0, 0.5f32, 10.0f32);
+    let g = privatize(&sums, &mask, sigma, c, b, &mut TensorRng::seeded(1)).unwrap();
+    let v = g[0].to_vec();
+    let active: Vec<f32> = v
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k == 1.0)
+        .map(|(x, _)| *x)
+        .collect();
+    assert!(
+        v.iter().zip(&keep).all(|(x, k)| *k == 1.0 || *x == 0.0),
+        "noise on an inactive coordinate"
+    );
+    // Active coordinates carry N(0, (sigma C / B)^2): std 0.1.
+    let n = active.len() as f64;
+    let var = active.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / n;
+    assert!((var.sqrt() - 0.1).abs() < 0.01, "noise std {}", var.sqrt());
+    assert!(active.iter().all(|&x| x != 0.0));
+}
+
+#[test]
+fn non_private_mode_trains_without_accounting() {
+    let dir = tempdir("nonpriv");
+    let mut cfg = small_config();
+    cfg.privacy.enabled = false;
+    cfg.pruning.score = "none".into();
+    cfg.selection.selector = "none".into();
+    cfg.training.lr = 0.1;
+    cfg.training.epochs = 1.0;
+    let s = trainer::train(&cfg, &dir, &RunOptions::default()).unwrap();
+    assert_eq!(s.epsilon, None);
+    assert_eq!(s.sigma, None);
+    assert!(s.test_accuracy > 0.5, "{}", s.test_accuracy);
+}
+
+pub fn tempdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "sparsedp-test-{tag}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
