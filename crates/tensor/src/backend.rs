@@ -5,6 +5,11 @@
 //! [`Tensor`](crate::Tensor) methods). [`CpuBackend`] implements it on `Vec<f32>` by
 //! delegating to the kernels in `ops::*`. A wgpu backend implements the same trait on GPU
 //! buffers; `Tensor` methods then add one `match` arm per op, and callers do not change.
+//!
+//! The module is crate-private on purpose: kernels trust their geometry (an inconsistent one
+//! would index out of bounds), and the `Storage` enum a backend pairs with is private too, so
+//! backends live in this crate and users reach kernels only through validating `Tensor`
+//! methods.
 
 use crate::ops::conv2d::{self, Conv2dGeometry};
 use crate::ops::elementwise::{self, BinaryOp};

@@ -9,10 +9,10 @@
 //! OS-entropy ChaCha20 stream.
 //!
 //! # Devices
-//! The CPU backend ([`CpuBackend`]) is both the reference implementation every other path is
-//! tested against and a fast engine (im2col + BLAS GEMM, rayon across examples). The
-//! [`BackendOps`] trait is the seam a second backend plugs into: `Tensor` methods validate
-//! shapes once and dispatch on the storage's device, so callers never change.
+//! The CPU backend (`backend::CpuBackend`) is both the reference implementation every other
+//! path is tested against and a fast engine (im2col + BLAS GEMM, rayon across examples). The
+//! crate-private `backend::BackendOps` trait is the seam a second backend plugs into: `Tensor`
+//! methods validate shapes once and dispatch on the storage's device, so callers never change.
 //!
 //! # Performance model
 //! Convolutions are im2col + GEMM per example (small feature maps are unfolded several examples
@@ -44,14 +44,13 @@
 //! # Ok::<(), sparsedp_tensor::TensorError>(())
 //! ```
 
-pub mod backend;
+pub(crate) mod backend;
 mod buffers;
 mod device;
 mod error;
 pub mod ops;
 mod tensor;
 
-pub use backend::{BackendOps, CpuBackend};
 pub use buffers::{cached_bytes, release_cached_buffers};
 pub use device::Device;
 pub use error::{Result, TensorError};

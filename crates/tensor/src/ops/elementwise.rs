@@ -37,7 +37,8 @@ impl BinaryOp {
 /// Elements per rayon task for elementwise kernels: below this, threading costs more than it saves.
 pub(crate) const PAR_CHUNK: usize = 1 << 15;
 
-/// The broadcast shape of `a` and `b` (dimensions aligned from the right; sizes must be equal or 1).
+/// The broadcast shape of `a` and `b` (dimensions aligned from the right; sizes must be equal
+/// or 1).
 pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
