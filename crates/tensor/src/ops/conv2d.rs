@@ -133,7 +133,8 @@ impl Conv2dGeometry {
     }
     /// Rows of one group's unfolded input, `d = C/g * kh * kw`.
     pub fn d(&self) -> usize {
-        self.c_in / self.params.groups * self.kh * self.kw
+        // checked: a hand-built geometry with zero groups must not divide by zero
+        self.c_in.checked_div(self.params.groups).unwrap_or(0) * self.kh * self.kw
     }
     /// Rows of the whole unfolded input, `C * kh * kw`.
     pub fn d_total(&self) -> usize {
@@ -141,7 +142,7 @@ impl Conv2dGeometry {
     }
     /// Output channels per group.
     pub fn og(&self) -> usize {
-        self.c_out / self.params.groups
+        self.c_out.checked_div(self.params.groups).unwrap_or(0)
     }
     /// Multiply-adds of one forward pass (also of each backward pass).
     pub fn macs(&self) -> usize {
