@@ -10,7 +10,7 @@ use crate::error::{Result, TensorError, invalid_arg, invalid_shape, mismatch};
 /// there are no views or strides to reason about. Reshaping a tensor that is owned is free
 /// ([`Tensor::into_reshape`]); transposed matrix operands are expressed by flags on
 /// [`Tensor::matmul_t`] rather than by materialised transposes.
-#[derive(Clone, PartialEq)]
+#[derive(PartialEq)]
 pub struct Tensor {
     shape: Vec<usize>,
     storage: Storage,
@@ -331,6 +331,16 @@ impl Tensor {
             }
         }
         Ok(Tensor::from_cpu(out, out_shape))
+    }
+}
+
+impl Clone for Tensor {
+    /// Copies the values into a buffer from the crate's buffer cache when one fits.
+    fn clone(&self) -> Self {
+        let storage = match &self.storage {
+            Storage::Cpu(v) => Storage::Cpu(crate::buffers::copied(v)),
+        };
+        Tensor { shape: self.shape.clone(), storage }
     }
 }
 
