@@ -340,7 +340,10 @@ impl Clone for Tensor {
         let storage = match &self.storage {
             Storage::Cpu(v) => Storage::Cpu(crate::buffers::copied(v)),
         };
-        Tensor { shape: self.shape.clone(), storage }
+        Tensor {
+            shape: self.shape.clone(),
+            storage,
+        }
     }
 }
 
