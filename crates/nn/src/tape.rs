@@ -18,6 +18,8 @@ use crate::error::{NnError, Result};
 use crate::param::{ParamId, ParamStore};
 use crate::transform::WeightTransform;
 use sparsedp_tensor::{Conv2dParams, Pool2dParams, Tensor, UnaryOp};
+use std::borrow::Cow;
+use std::sync::Arc;
 
 /// A value recorded on a tape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,18 +91,21 @@ enum Op {
     /// Normalisation without affine (its output feeds the affine layer).
     GroupNorm {
         x: Var,
-        rstd: Tensor,
+        rstd: Arc<Tensor>,
     },
     GroupNormAffine(Var, usize),
-    Dropout(Var, Tensor),
+    Dropout(Var, Arc<Tensor>),
     /// Per-example cross-entropy losses of logits `[B, K]` against labels.
     CrossEntropy(Var, Vec<usize>),
 }
 
 #[derive(Debug, Clone)]
 struct Node {
+    /// The value, unless it moved into a layer record (`in_record`): a parametric layer's
+    /// input is stored once, in its record, not copied.
     value: Tensor,
     op: Op,
+    in_record: Option<usize>,
 }
 
 /// Batch gradients of parameters, indexed like the [`ParamStore`].
@@ -155,13 +160,21 @@ impl<'a> Tape<'a> {
     }
 
     fn push(&mut self, value: Tensor, op: Op) -> Var {
-        self.nodes.push(Node { value, op });
+        self.nodes.push(Node {
+            value,
+            op,
+            in_record: None,
+        });
         Var(self.nodes.len() - 1)
     }
 
     /// The value of `v`.
     pub fn value(&self, v: Var) -> &Tensor {
-        &self.nodes[v.0].value
+        let node = &self.nodes[v.0];
+        match node.in_record {
+            None => &node.value,
+            Some(l) => &self.layers[l].input,
+        }
     }
 
     /// The parametric layers recorded so far, in forward order.
@@ -260,14 +273,14 @@ impl<'a> Tape<'a> {
     pub fn dropout(&mut self, x: Var, keep: Tensor, rate: f32) -> Result<Var> {
         let scaled = keep.scale(1.0 / (1.0 - rate));
         let y = self.value(x).mul(&scaled)?;
-        Ok(self.push(y, Op::Dropout(x, scaled)))
+        Ok(self.push(y, Op::Dropout(x, Arc::new(scaled))))
     }
 
-    fn weight(&self, id: ParamId, transform: &Option<WeightTransform>) -> Result<Tensor> {
+    fn weight(&self, id: ParamId, transform: &Option<WeightTransform>) -> Result<Cow<'a, Tensor>> {
         let w = self.params.value(id);
         match transform {
-            None => Ok(w.clone()),
-            Some(t) => t.apply(w),
+            None => Ok(Cow::Borrowed(w)),
+            Some(t) => Ok(Cow::Owned(t.apply(w)?)),
         }
     }
 
@@ -326,7 +339,13 @@ impl<'a> Tape<'a> {
             self.push(y, Op::Identity(x))
         } else {
             let out = self.value(x).group_norm(groups, None, None, eps)?;
-            self.push(out.xhat, Op::GroupNorm { x, rstd: out.rstd })
+            self.push(
+                out.xhat,
+                Op::GroupNorm {
+                    x,
+                    rstd: Arc::new(out.rstd),
+                },
+            )
         };
         let xhat = self.value(normalised);
         let c = xhat.shape()[1];
@@ -363,15 +382,26 @@ impl<'a> Tape<'a> {
         transform: Option<WeightTransform>,
         input: Var,
     ) -> usize {
+        let layer = self.layers.len();
+        // Move the input into the record (the node then reads it from there); clone only when
+        // an earlier layer already holds it (one activation feeding two parametric layers).
+        let node = &mut self.nodes[input.0];
+        let value = match node.in_record {
+            None => {
+                node.in_record = Some(layer);
+                std::mem::replace(&mut node.value, Tensor::zeros(&[0]))
+            }
+            Some(_) => self.value(input).clone(),
+        };
         self.layers.push(LayerRecord {
             kind,
             weight,
             bias,
             transform,
-            input: self.value(input).clone(),
+            input: value,
             grad_output: None,
         });
-        self.layers.len() - 1
+        layer
     }
 
     /// Back-propagates `seed` (the gradient with respect to `root`, same shape) through the
@@ -395,7 +425,10 @@ impl<'a> Tape<'a> {
                 Op::Leaf => {}
                 Op::Identity(x) => accumulate(&mut grads, x, g)?,
                 Op::Unary(x, u) => {
-                    let gx = self.value(x).unary_backward(u, &g)?;
+                    let gx = match unary_backward_from_output(u, self.value(Var(i)), g) {
+                        Ok(gx) => gx,
+                        Err(g) => self.value(x).unary_backward(u, &g)?,
+                    };
                     accumulate(&mut grads, x, gx)?;
                 }
                 Op::Add(a, b) => {
@@ -492,13 +525,24 @@ impl<'a> Tape<'a> {
                     accumulate(&mut grads, normalised, gx)?;
                 }
                 Op::GroupNorm { x, rstd } => {
-                    let forward = sparsedp_tensor::GroupNormOutput {
-                        output: self.nodes[i].value.clone(),
-                        xhat: self.nodes[i].value.clone(),
-                        rstd,
+                    // Borrow `xhat` into the struct the kernel wants instead of copying it; the
+                    // kernel does not read `output`.
+                    let slot = match self.nodes[i].in_record {
+                        Some(l) => &mut self.layers[l].input,
+                        None => &mut self.nodes[i].value,
                     };
-                    let gx = Tensor::group_norm_backward(&g, &forward, None)?.input;
-                    accumulate(&mut grads, x, gx)?;
+                    let forward = sparsedp_tensor::GroupNormOutput {
+                        output: Tensor::zeros(&[0]),
+                        xhat: std::mem::replace(slot, Tensor::zeros(&[0])),
+                        rstd: Arc::unwrap_or_clone(rstd),
+                    };
+                    let result = Tensor::group_norm_backward(&g, &forward, None);
+                    let slot = match self.nodes[i].in_record {
+                        Some(l) => &mut self.layers[l].input,
+                        None => &mut self.nodes[i].value,
+                    };
+                    *slot = forward.xhat;
+                    accumulate(&mut grads, x, result?.input)?;
                 }
                 Op::CrossEntropy(logits, labels) => {
                     let gx = self.value(logits).cross_entropy_backward(&labels, &g)?;
@@ -507,6 +551,33 @@ impl<'a> Tape<'a> {
             }
         }
         Ok(Gradients(pgrads))
+    }
+}
+
+/// `g * f'(x)` computed from the output `y = f(x)` where that is cheaper than re-evaluating
+/// `f` (tanh: `1 - y^2`, sigmoid: `y (1 - y)`, relu: `[y > 0]`; the same f32 arithmetic as the
+/// tensor crate's derivative, which recomputes `y` from `x`), in place in `g`'s buffer. Gives
+/// `g` back for other activations or tensors not in host memory.
+fn unary_backward_from_output(
+    op: UnaryOp,
+    y: &Tensor,
+    g: Tensor,
+) -> std::result::Result<Tensor, Tensor> {
+    let d: fn(f32) -> f32 = match op {
+        UnaryOp::Tanh => |y| 1.0 - y * y,
+        UnaryOp::Sigmoid => |y| y * (1.0 - y),
+        UnaryOp::Relu => |y| if y > 0.0 { 1.0 } else { 0.0 },
+        _ => return Err(g),
+    };
+    let mut g = g;
+    match (y.as_slice(), g.as_mut_slice()) {
+        (Some(ys), Some(gs)) if ys.len() == gs.len() => {
+            for (gv, &yv) in gs.iter_mut().zip(ys) {
+                *gv *= d(yv);
+            }
+            Ok(g)
+        }
+        _ => Err(g),
     }
 }
 

@@ -3,5 +3,6 @@
 mod nn {
     mod common;
     mod engines;
+    mod gradcheck;
     mod models;
 }

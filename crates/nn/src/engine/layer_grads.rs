@@ -11,6 +11,7 @@
 use crate::error::Result;
 use crate::tape::{LayerKind, LayerRecord};
 use sparsedp_tensor::Tensor;
+use std::borrow::Cow;
 
 /// How a layer's per-example weight-gradient norms are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,19 +89,25 @@ pub fn choose(d: &LayerDims, masked: bool, transformed: bool, allow_ghost: bool)
     }
 }
 
-/// Activations as `[B, d, K*T]` and output gradients as `[B, p, K*T]` (ungrouped layers).
-fn long_views(rec: &LayerRecord, dm: &LayerDims) -> Result<(Tensor, Tensor)> {
-    let g = rec.grad_output.as_ref().expect("backward ran");
-    let (b, k, t) = (dm.b, dm.k, dm.t);
+/// Activations as `[b, d, K*T]` and output gradients as `[b, p, K*T]` (ungrouped layers) of
+/// `b` examples whose rows are `input` and `g`.
+fn long_views(
+    rec: &LayerRecord,
+    dm: &LayerDims,
+    input: &Tensor,
+    g: &Tensor,
+    b: usize,
+) -> Result<(Tensor, Tensor)> {
+    let (k, t) = (dm.k, dm.t);
     match &rec.kind {
         LayerKind::Linear => {
             // [N, d] -> [B, K, d] -> [B, d, K]
-            let a = rec.input.reshape(&[b, k, dm.d])?.permute(&[0, 2, 1])?;
+            let a = input.reshape(&[b, k, dm.d])?.permute(&[0, 2, 1])?;
             let g = g.reshape(&[b, k, dm.p])?.permute(&[0, 2, 1])?;
             Ok((a, g))
         }
         LayerKind::Conv2d { params, kernel } => {
-            let cols = rec.input.im2col(*kernel, *params)?; // [N, d, T]
+            let cols = input.im2col(*kernel, *params)?; // [N, d, T]
             let a = to_long(cols, b, k, dm.d, t)?;
             let g = to_long(g.reshape(&[b * k, dm.p, t])?, b, k, dm.p, t)?;
             Ok((a, g))
@@ -120,15 +127,38 @@ fn to_long(x: Tensor, b: usize, k: usize, r: usize, t: usize) -> Result<Tensor> 
 }
 
 /// Per-example squared norms `[B]` by ghost clipping:
-/// `||g_i a_i^T||_F^2 = sum_{t,s} (a_i^T a_i)_{ts} (g_i^T g_i)_{ts}`.
-pub fn ghost_sq_norms(rec: &LayerRecord, dm: &LayerDims) -> Result<Vec<f32>> {
-    let (a, g) = long_views(rec, dm)?;
-    let ga = a.matmul_t(&a, true, false)?; // [B, KT, KT]
-    let gg = g.matmul_t(&g, true, false)?;
-    let prod = ga
-        .mul(&gg)?
-        .into_reshape(&[dm.b, (dm.k * dm.t) * (dm.k * dm.t)])?;
-    Ok(prod.sum_axis(1, false)?.to_vec())
+/// `||g_i a_i^T||_F^2 = sum_{t,s} (a_i^T a_i)_{ts} (g_i^T g_i)_{ts}`, in chunks of at most
+/// `chunk` examples (the Gram matrices take `2 * chunk * (K T)^2` floats).
+pub fn ghost_sq_norms(rec: &LayerRecord, dm: &LayerDims, chunk: usize) -> Result<Vec<f32>> {
+    let g = rec.grad_output.as_ref().expect("backward ran");
+    let kt = dm.k * dm.t;
+    if kt == 1 {
+        // One position: ||g_i||^2 ||a_i||^2.
+        let ga = g.row_sq_norms()?.to_vec();
+        let aa = rec.input.reshape(&[dm.b, dm.d])?.row_sq_norms()?.to_vec();
+        return Ok(ga.iter().zip(&aa).map(|(x, y)| x * y).collect());
+    }
+    let mut out = Vec::with_capacity(dm.b);
+    let chunk = chunk.max(1);
+    let mut start = 0;
+    while start < dm.b {
+        let n = chunk.min(dm.b - start);
+        let (input, gc) = if n == dm.b {
+            (Cow::Borrowed(&rec.input), Cow::Borrowed(g))
+        } else {
+            (
+                Cow::Owned(rec.input.narrow(0, start * dm.k, n * dm.k)?),
+                Cow::Owned(g.narrow(0, start * dm.k, n * dm.k)?),
+            )
+        };
+        let (a, gl) = long_views(rec, dm, &input, &gc, n)?;
+        let ga = a.matmul_t(&a, true, false)?; // [n, KT, KT]
+        let gg = gl.matmul_t(&gl, true, false)?;
+        let prod = ga.mul(&gg)?.into_reshape(&[n, kt * kt])?;
+        out.extend(prod.sum_axis(1, false)?.to_vec());
+        start += n;
+    }
+    Ok(out)
 }
 
 /// Per-example squared norms `[B]` of a masked linear layer (one view):
@@ -175,9 +205,13 @@ pub fn for_each_per_example_grad(
             LayerKind::GroupNormAffine { .. } => unreachable!("handled separately"),
         };
         // Sum the K views of each example.
-        let mut grads = per_row
-            .into_reshape(&[n, dm.k, per_example])?
-            .sum_axis(1, false)?;
+        let mut grads = if dm.k == 1 {
+            per_row
+        } else {
+            per_row
+                .into_reshape(&[n, dm.k, per_example])?
+                .sum_axis(1, false)?
+        };
         let mut shape = vec![n];
         shape.extend_from_slice(&wshape);
         grads = grads.into_reshape(&shape)?;
@@ -213,6 +247,39 @@ pub fn materialized_sq_norms(
         Ok(())
     })?;
     Ok(out)
+}
+
+/// Whether the book-keeping engine keeps a materialised layer's per-example gradients
+/// (`B x p x d` values) from the norm pass, so that its clipped sum is one `[1, B] x [B, p d]`
+/// product instead of a second weight-gradient pass over all `T` positions: when they take no
+/// more memory than the layer's record already holds (`a` and `g`).
+pub fn worth_keeping(rec: &LayerRecord, dm: &LayerDims, weight: &Tensor) -> bool {
+    let g = rec.grad_output.as_ref().map_or(0, Tensor::numel);
+    dm.b * weight.numel() <= rec.input.numel() + g
+}
+
+/// Per-example squared norms `[B]` and the per-example gradients `[B, ...weight shape]`
+/// themselves (transformed into the stored weight's parameterisation and masked).
+pub fn materialized_grads(
+    rec: &LayerRecord,
+    dm: &LayerDims,
+    weight: &Tensor,
+    mask: Option<&Tensor>,
+    chunk: usize,
+) -> Result<(Vec<f32>, Tensor)> {
+    let numel = weight.numel();
+    let mut all = Vec::with_capacity(dm.b * numel);
+    let mut norms = Vec::with_capacity(dm.b);
+    for_each_per_example_grad(rec, dm, weight, mask, chunk, |_, grads| {
+        let n = grads.shape()[0];
+        let flat = grads.into_reshape(&[n, numel])?;
+        norms.extend(flat.row_sq_norms()?.to_vec());
+        all.extend_from_slice(&flat.into_vec());
+        Ok(())
+    })?;
+    let mut shape = vec![dm.b];
+    shape.extend_from_slice(weight.shape());
+    Ok((norms, Tensor::from_vec(all, &shape)?))
 }
 
 /// `sum_i c_i G_i` from materialised per-example gradients (Opacus-style), masked.

@@ -415,9 +415,14 @@ fn vectorised(
     let seed = Tensor::full(&[b * k], 1.0 / k as f32);
     tape.backward(loss, seed, BackwardMode::RecordOnly)?;
 
-    // Norms, layer by layer.
-    let mut layer_sq = Vec::with_capacity(tape.layers().len());
-    for rec in tape.layers() {
+    // Norms, layer by layer. Cheap per-example gradients (biases, norm affine) and the
+    // per-example weight gradients book-keeping keeps are reused for the clipped sums.
+    let book = engine == Engine::BookKeeping;
+    let nl = tape.layers().len();
+    let mut layer_sq = Vec::with_capacity(nl);
+    let mut cheap = Vec::with_capacity(nl);
+    let mut kept: Vec<Option<Tensor>> = vec![None; nl];
+    for (l, rec) in tape.layers().iter().enumerate() {
         let mut sq = vec![0.0f32; b];
         let mut add = |v: Vec<f32>| {
             for (s, x) in sq.iter_mut().zip(v) {
@@ -435,9 +440,14 @@ fn vectorised(
                 _ => lg::choose(&dm, m.is_some(), rec.transform.is_some(), true),
             };
             add(match method {
-                NormMethod::Ghost => lg::ghost_sq_norms(rec, &dm)?,
+                NormMethod::Ghost => lg::ghost_sq_norms(rec, &dm, cfg.chunk)?,
                 NormMethod::MaskedLinear => {
                     lg::masked_linear_sq_norms(rec, m.expect("masked method"))?
+                }
+                NormMethod::Materialize if book && lg::worth_keeping(rec, &dm, weight) => {
+                    let (sq, grads) = lg::materialized_grads(rec, &dm, weight, m, cfg.chunk)?;
+                    kept[l] = Some(grads);
+                    sq
                 }
                 NormMethod::Materialize => {
                     lg::materialized_sq_norms(rec, &dm, weight, m, cfg.chunk)?
@@ -451,6 +461,7 @@ fn vectorised(
             add(lg::sq_norms_of(gb, mask.get(bid))?);
         }
         layer_sq.push(sq);
+        cheap.push((cheap_w, cheap_b));
     }
     let Factors {
         per_layer: layer_factors,
@@ -480,20 +491,22 @@ fn vectorised(
     } else {
         for (l, rec) in tape.layers().iter().enumerate() {
             let c = &layer_factors[l];
-            let (cheap_w, cheap_b) = lg::cheap_per_example_grads(rec, b, k)?;
+            let (cheap_w, cheap_b) = &cheap[l];
             if let Some(dm) = lg::dims(rec, b, k) {
                 let weight = params.value(rec.weight);
                 let m = mask.get(rec.weight);
-                sums[rec.weight.0] = if engine == Engine::Materialize {
+                sums[rec.weight.0] = if let Some(grads) = &kept[l] {
+                    lg::weighted_sum(grads, c, None)?
+                } else if engine == Engine::Materialize {
                     lg::materialized_clipped_sum(rec, &dm, weight, m, cfg.chunk, c)?
                 } else {
                     lg::bookkeeping_clipped_weight_sum(rec, weight, m, c, k)?
                 };
             }
-            if let Some(gw) = &cheap_w {
+            if let Some(gw) = cheap_w {
                 sums[rec.weight.0] = lg::weighted_sum(gw, c, mask.get(rec.weight))?;
             }
-            if let (Some(gb), Some(bid)) = (&cheap_b, rec.bias) {
+            if let (Some(gb), Some(bid)) = (cheap_b, rec.bias) {
                 sums[bid.0] = lg::weighted_sum(gb, c, mask.get(bid))?;
             }
         }
