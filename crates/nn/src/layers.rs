@@ -98,7 +98,7 @@ impl Linear {
 }
 
 /// A 2-D convolution, optionally weight-standardised.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Conv2d {
     /// Weight `[out, in/groups, kh, kw]`.
     pub weight: ParamId,
@@ -170,7 +170,13 @@ impl Conv2d {
 
     /// Forward on `x: [B, C, H, W]`.
     pub fn forward(&self, tape: &mut Tape<'_>, x: Var) -> Result<Var> {
-        tape.conv2d(x, self.weight, self.bias, self.params, self.transform)
+        tape.conv2d(
+            x,
+            self.weight,
+            self.bias,
+            self.params,
+            self.transform.clone(),
+        )
     }
 }
 
@@ -402,7 +408,7 @@ pub enum BlockStyle {
 }
 
 /// Hyper-parameters of a [`ResidualBlock`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ResidualBlockConfig {
     /// Input channels.
     pub inputs: usize,
@@ -428,7 +434,7 @@ pub struct ResidualBlockConfig {
 }
 
 /// The projection shortcut of a [`ResidualBlock`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Shortcut {
     /// Its own normalisation ([`BlockStyle::PreActActNorm`]: before the conv;
     /// [`BlockStyle::PostAct`]: after it; none for [`BlockStyle::PreActNormAct`]).
@@ -439,7 +445,7 @@ pub struct Shortcut {
 
 /// A two-conv residual block (3x3 convs, padding 1) with GroupNorm; see [`BlockStyle`] for the
 /// three layouts. Output `[B, outputs, ceil(H / stride), ceil(W / stride)]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ResidualBlock {
     /// First normalisation.
     pub norm1: GroupNorm,
@@ -495,7 +501,7 @@ impl ResidualBlock {
                 cfg.init,
                 rng,
             )
-            .map(|c| c.with_transform(cfg.transform))
+            .map(|c| c.with_transform(cfg.transform.clone()))
         };
         let gn = |store: &mut ParamStore, n: &str, c: usize| {
             GroupNorm::new(store, &format!("{name}.{n}"), c, cfg.norm_groups)

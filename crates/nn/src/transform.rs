@@ -9,7 +9,7 @@ use crate::error::{NnError, Result};
 use sparsedp_tensor::Tensor;
 
 /// A differentiable map from a stored weight to the weight a layer applies.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum WeightTransform {
     /// Weight standardisation (Qiao et al. 2019; used with GroupNorm by De et al. 2022): each
     /// output channel's weights (a row of the weight viewed as `[O, d]`) are shifted and scaled

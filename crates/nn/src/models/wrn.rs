@@ -149,7 +149,7 @@ impl WideResNet {
             init,
             &mut rng,
         )?
-        .with_transform(cfg.transform);
+        .with_transform(cfg.transform.clone());
         let mut blocks = Vec::new();
         let mut inputs = 16;
         for (stage, (mult, stride)) in [(16, 1), (32, 2), (64, 2)].into_iter().enumerate() {
@@ -164,7 +164,7 @@ impl WideResNet {
                         stride: if b == 0 { stride } else { 1 },
                         norm_groups: cfg.norm_groups,
                         activation: cfg.activation,
-                        transform: cfg.transform,
+                        transform: cfg.transform.clone(),
                         bias: true,
                         style: cfg.style,
                         force_projection: b == 0 && cfg.style == BlockStyle::PreActActNorm,
@@ -330,7 +330,7 @@ impl ResNet {
             init,
             &mut rng,
         )?
-        .with_transform(cfg.transform);
+        .with_transform(cfg.transform.clone());
         let stem_norm = GroupNorm::new(&mut s, "stem_norm", cfg.widths[0], cfg.norm_groups)?;
         let mut blocks = Vec::new();
         let mut inputs = cfg.widths[0];
@@ -345,7 +345,7 @@ impl ResNet {
                         stride: if b == 0 && stage > 0 { 2 } else { 1 },
                         norm_groups: cfg.norm_groups,
                         activation: cfg.activation,
-                        transform: cfg.transform,
+                        transform: cfg.transform.clone(),
                         bias: false,
                         style: BlockStyle::PostAct,
                         force_projection: false,

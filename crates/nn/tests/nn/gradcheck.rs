@@ -644,7 +644,7 @@ fn weight_standardisation_plain_and_scaled() {
         let mut rng = TensorRng::seeded(30 + i as u64);
         let mut s = ParamStore::new();
         let cp = Conv2dParams::padded(1);
-        let conv = conv_layer(&mut s, "conv", 3, 4, 3, cp, &mut rng).with_transform(Some(tr));
+        let conv = conv_layer(&mut s, "conv", 3, 4, 3, cp, &mut rng).with_transform(Some(tr.clone()));
         let x = randn(&[2, 3, 5, 5], 40 + i as u64);
         check(
             &format!("{tr:?}"),
@@ -656,7 +656,7 @@ fn weight_standardisation_plain_and_scaled() {
                 let h = conv.forward(t, x)?;
                 t.flatten(h)
             },
-            &|p, x| p.conv("conv", x, cp, Some(tr)).flat(),
+            &|p, x| p.conv("conv", x, cp, Some(tr.clone())).flat(),
         );
     }
 }
@@ -962,7 +962,7 @@ fn narrow_wide_resnet() {
         cfg.input_shape = [3, 6, 6];
         cfg.norm_groups = 8;
         cfg.activation = activation;
-        let tr = cfg.transform;
+        let tr = cfg.transform.clone();
         let mut m = WideResNet::new(cfg, 5 + i as u64).unwrap();
         randomise_norms(m.params_mut(), 6);
         let x = randn(&[1, 3, 6, 6], 130 + i as u64);
@@ -974,7 +974,7 @@ fn narrow_wide_resnet() {
             3,
             &|t, x| m.forward(t, x),
             &|p, x| {
-                let mut h = p.conv("stem", x, Conv2dParams::padded(1), tr);
+                let mut h = p.conv("stem", x, Conv2dParams::padded(1), tr.clone());
                 for (stage, stride) in [(1, 1), (2, 2), (3, 2)] {
                     let b = format!("stage{stage}.block0");
                     let s = Conv2dParams {
@@ -991,20 +991,20 @@ fn narrow_wide_resnet() {
                         &format!("{b}.shortcut"),
                         &p.gn(&format!("{b}.shortcut_norm"), &a, 8),
                         s1,
-                        tr,
+                        tr.clone(),
                     );
                     let r = p.conv(
                         &format!("{b}.conv1"),
                         &p.gn(&format!("{b}.norm1"), &a, 8),
                         s,
-                        tr,
+                        tr.clone(),
                     );
                     let r = activation_of(&r, activation);
                     let r = p.conv(
                         &format!("{b}.conv2"),
                         &p.gn(&format!("{b}.norm2"), &r, 8),
                         Conv2dParams::padded(1),
-                        tr,
+                        tr.clone(),
                     );
                     h = add(&r, &skip);
                 }
