@@ -412,9 +412,14 @@ struct Metrics {
 }
 
 impl Metrics {
-    /// Opens the metrics file; on resume, drops records past the checkpoint's step.
+    /// Opens the metrics file: truncated for a new run; on resume, records past the checkpoint's
+    /// step (written by the interrupted process after its last checkpoint) are dropped.
     fn open(dir: &Path, keep_up_to: Option<u64>) -> Result<Self> {
         let path = dir.join("metrics.jsonl");
+        if keep_up_to.is_none() {
+            std::fs::write(&path, "")
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
         if let Some(step) = keep_up_to
             && let Ok(text) = std::fs::read_to_string(&path)
         {
