@@ -10,6 +10,7 @@
 
 use crate::error::Result;
 use crate::tape::{LayerKind, LayerRecord};
+use crate::transform::WeightTransform;
 use sparsedp_tensor::Tensor;
 use std::borrow::Cow;
 
@@ -171,27 +172,32 @@ pub fn masked_linear_sq_norms(rec: &LayerRecord, mask: &Tensor) -> Result<Vec<f3
     Ok(ga.mul(&a2)?.sum_axis(1, false)?.to_vec())
 }
 
-/// Calls `f(first_example, grads)` with the per-example weight gradients `[c, ...weight shape]`
-/// of consecutive chunks of at most `chunk` examples, transformed into the stored weight's
-/// parameterisation and masked. Memory is bounded by `chunk * p * d`.
-pub fn for_each_per_example_grad(
+/// Calls `f(first_example, grads)` with the *raw* per-example weight gradients
+/// `G_i = g_i a_i^T` (`[c, ...weight shape]`, the K views of each example summed; no weight
+/// transform, no mask) of consecutive chunks of at most `chunk` examples. Memory is bounded by
+/// `chunk * p * d`.
+pub fn for_each_raw_per_example_grad(
     rec: &LayerRecord,
     dm: &LayerDims,
-    weight: &Tensor,
-    mask: Option<&Tensor>,
+    weight_shape: &[usize],
     chunk: usize,
     mut f: impl FnMut(usize, Tensor) -> Result<()>,
 ) -> Result<()> {
     let g = rec.grad_output.as_ref().expect("backward ran");
-    let wshape = weight.shape().to_vec();
-    let per_example = wshape.iter().product::<usize>();
+    let per_example = weight_shape.iter().product::<usize>();
     let chunk = chunk.max(1);
     let mut start = 0;
     while start < dm.b {
         let n = chunk.min(dm.b - start);
         let rows = dm.k * n;
-        let a = rec.input.narrow(0, start * dm.k, rows)?;
-        let gc = g.narrow(0, start * dm.k, rows)?;
+        let (a, gc) = if rows == rec.input.shape()[0] {
+            (Cow::Borrowed(&rec.input), Cow::Borrowed(g))
+        } else {
+            (
+                Cow::Owned(rec.input.narrow(0, start * dm.k, rows)?),
+                Cow::Owned(g.narrow(0, start * dm.k, rows)?),
+            )
+        };
         let per_row = match &rec.kind {
             LayerKind::Linear => {
                 // [rows, p, 1] x [rows, 1, d]
@@ -205,7 +211,7 @@ pub fn for_each_per_example_grad(
             LayerKind::GroupNormAffine { .. } => unreachable!("handled separately"),
         };
         // Sum the K views of each example.
-        let mut grads = if dm.k == 1 {
+        let grads = if dm.k == 1 {
             per_row
         } else {
             per_row
@@ -213,18 +219,118 @@ pub fn for_each_per_example_grad(
                 .sum_axis(1, false)?
         };
         let mut shape = vec![n];
-        shape.extend_from_slice(&wshape);
-        grads = grads.into_reshape(&shape)?;
-        if let Some(t) = &rec.transform {
-            grads = t.vjp(weight, &grads)?;
-        }
-        if let Some(m) = mask {
-            grads = grads.mul(m)?;
-        }
-        f(start, grads)?;
+        shape.extend_from_slice(weight_shape);
+        f(start, grads.into_reshape(&shape)?)?;
         start += n;
     }
     Ok(())
+}
+
+/// Maps raw (per-example or summed) weight gradients into the stored weight's
+/// parameterisation (the transform's vector-Jacobian product) and masks them.
+pub fn transform_and_mask(
+    rec: &LayerRecord,
+    weight: &Tensor,
+    mask: Option<&Tensor>,
+    grads: Tensor,
+) -> Result<Tensor> {
+    let grads = match &rec.transform {
+        Some(t) => t.vjp(weight, &grads)?,
+        None => grads,
+    };
+    match mask {
+        Some(m) => Ok(grads.mul(m)?),
+        None => Ok(grads),
+    }
+}
+
+/// Squared norms `[n]` of the stored-weight gradients `M o J^T G_i` from raw per-example
+/// gradients `G_i` (`[n, ...weight shape]`).
+///
+/// Without a mask, weight standardisation has a closed form that avoids forming `J^T G_i`
+/// (see [`standardized_sq_norms`]); otherwise the transform and mask are applied first.
+pub fn sq_norms_of_raw(
+    rec: &LayerRecord,
+    weight: &Tensor,
+    mask: Option<&Tensor>,
+    raw: &Tensor,
+) -> Result<Vec<f32>> {
+    let n = raw.shape()[0];
+    if mask.is_none()
+        && let Some(t) = &rec.transform
+        && let Some(norms) = standardized_sq_norms(t, weight, raw)
+    {
+        return Ok(norms);
+    }
+    let full = transform_and_mask(rec, weight, mask, raw.clone())?;
+    Ok(full
+        .into_reshape(&[n, weight.numel()])?
+        .row_sq_norms()?
+        .to_vec())
+}
+
+/// Per-example `||J^T G_i||^2` for (scaled) weight standardisation without forming `J^T G_i`.
+///
+/// For one output row with fan-in `d`, biased variance `v`, `s^2 = c v + eps` (`c = 1`, or
+/// `c = d` when scaled) and `w_hat = (w - mean) / s`, the vector-Jacobian product is
+/// `J^T g = (g - mean(g) - (c / d) (g . w_hat) w_hat) / s`. Since `w_hat` sums to zero and
+/// `||w_hat||^2 = d v / s^2`,
+/// `||J^T g||^2 = (||g||^2 - (sum g)^2 / d - beta (g . w_hat)^2) / s^2` with
+/// `beta = (c / d) (1 + eps / s^2)`: three reductions per row, no output tensor.
+/// `None` for other transforms.
+pub fn standardized_sq_norms(t: &WeightTransform, w: &Tensor, raw: &Tensor) -> Option<Vec<f32>> {
+    #[allow(unreachable_patterns)]
+    let (eps, scaled) = match *t {
+        WeightTransform::Standardize { eps } => (f64::from(eps), false),
+        WeightTransform::ScaledStandardize { eps } => (f64::from(eps), true),
+        _ => return None,
+    };
+    let o = *w.shape().first()?;
+    let wv = w.as_slice()?;
+    let gv = raw.as_slice()?;
+    if o == 0 || wv.is_empty() || gv.len() % wv.len() != 0 {
+        return None;
+    }
+    let d = wv.len() / o;
+    let c = if scaled { d as f64 } else { 1.0 };
+    // Per row: w_hat (f32 is enough for a dot-product weight), 1 / s^2 and beta.
+    let mut what = vec![0.0f32; wv.len()];
+    let mut rows = Vec::with_capacity(o);
+    for (r, row) in wv.chunks(d).enumerate() {
+        let n = d as f64;
+        let mean = row.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+        let var = row
+            .iter()
+            .map(|&x| (f64::from(x) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        let s2 = c * var + eps;
+        let inv = 1.0 / s2.sqrt();
+        for (h, &x) in what[r * d..(r + 1) * d].iter_mut().zip(row) {
+            *h = ((f64::from(x) - mean) * inv) as f32;
+        }
+        rows.push((1.0 / s2, (c / n) * (1.0 + eps / s2)));
+    }
+    Some(
+        gv.chunks(wv.len())
+            .map(|gi| {
+                let mut total = 0.0f64;
+                for (r, &(inv_s2, beta)) in rows.iter().enumerate() {
+                    let g = &gi[r * d..(r + 1) * d];
+                    let h = &what[r * d..(r + 1) * d];
+                    let (mut sq, mut sum, mut dot) = (0.0f32, 0.0f32, 0.0f32);
+                    for (&x, &y) in g.iter().zip(h) {
+                        sq += x * x;
+                        sum += x;
+                        dot += x * y;
+                    }
+                    let (sq, sum, dot) = (f64::from(sq), f64::from(sum), f64::from(dot));
+                    total += inv_s2 * (sq - sum * sum / d as f64 - beta * dot * dot).max(0.0);
+                }
+                total as f32
+            })
+            .collect(),
+    )
 }
 
 /// Per-example squared norms `[B]` of materialised, transformed, masked weight gradients.
@@ -236,14 +342,8 @@ pub fn materialized_sq_norms(
     chunk: usize,
 ) -> Result<Vec<f32>> {
     let mut out = Vec::with_capacity(dm.b);
-    for_each_per_example_grad(rec, dm, weight, mask, chunk, |_, grads| {
-        let n = grads.shape()[0];
-        out.extend(
-            grads
-                .into_reshape(&[n, weight.numel()])?
-                .row_sq_norms()?
-                .to_vec(),
-        );
+    for_each_raw_per_example_grad(rec, dm, weight.shape(), chunk, |_, raw| {
+        out.extend(sq_norms_of_raw(rec, weight, mask, &raw)?);
         Ok(())
     })?;
     Ok(out)
@@ -258,8 +358,9 @@ pub fn worth_keeping(rec: &LayerRecord, dm: &LayerDims, weight: &Tensor) -> bool
     dm.b * weight.numel() <= rec.input.numel() + g
 }
 
-/// Per-example squared norms `[B]` and the per-example gradients `[B, ...weight shape]`
-/// themselves (transformed into the stored weight's parameterisation and masked).
+/// Per-example squared norms `[B]` of the masked stored-weight gradients, and the *raw*
+/// per-example gradients `G_i` (`[B, ...weight shape]`, before transform and mask) for
+/// [`raw_clipped_sum`].
 pub fn materialized_grads(
     rec: &LayerRecord,
     dm: &LayerDims,
@@ -270,11 +371,9 @@ pub fn materialized_grads(
     let numel = weight.numel();
     let mut all = Vec::with_capacity(dm.b * numel);
     let mut norms = Vec::with_capacity(dm.b);
-    for_each_per_example_grad(rec, dm, weight, mask, chunk, |_, grads| {
-        let n = grads.shape()[0];
-        let flat = grads.into_reshape(&[n, numel])?;
-        norms.extend(flat.row_sq_norms()?.to_vec());
-        all.extend_from_slice(&flat.into_vec());
+    for_each_raw_per_example_grad(rec, dm, weight.shape(), chunk, |_, raw| {
+        norms.extend(sq_norms_of_raw(rec, weight, mask, &raw)?);
+        all.extend_from_slice(&raw.into_vec());
         Ok(())
     })?;
     let mut shape = vec![dm.b];
@@ -282,7 +381,20 @@ pub fn materialized_grads(
     Ok((norms, Tensor::from_vec(all, &shape)?))
 }
 
-/// `sum_i c_i G_i` from materialised per-example gradients (Opacus-style), masked.
+/// `M o J^T (sum_i c_i G_i)` from raw per-example gradients `[B, ...weight shape]`: the
+/// transform's Jacobian is the same for every example, so it is applied once, to the sum.
+pub fn raw_clipped_sum(
+    rec: &LayerRecord,
+    weight: &Tensor,
+    mask: Option<&Tensor>,
+    raw: &Tensor,
+    factors: &[f32],
+) -> Result<Tensor> {
+    transform_and_mask(rec, weight, mask, weighted_sum(raw, factors, None)?)
+}
+
+/// `sum_i c_i (M o J^T G_i)` from materialised per-example gradients (Opacus-style),
+/// accumulated chunk by chunk as `M o J^T (sum_i c_i G_i)`.
 pub fn materialized_clipped_sum(
     rec: &LayerRecord,
     dm: &LayerDims,
@@ -292,7 +404,7 @@ pub fn materialized_clipped_sum(
     factors: &[f32],
 ) -> Result<Tensor> {
     let mut sum = Tensor::zeros(weight.shape());
-    for_each_per_example_grad(rec, dm, weight, mask, chunk, |start, grads| {
+    for_each_raw_per_example_grad(rec, dm, weight.shape(), chunk, |start, grads| {
         let n = grads.shape()[0];
         let c = Tensor::from_slice(&factors[start..start + n], &[1, n])?;
         let flat = grads.into_reshape(&[n, weight.numel()])?;
@@ -300,7 +412,7 @@ pub fn materialized_clipped_sum(
         sum.add_scaled_(1.0, &weighted)?;
         Ok(())
     })?;
-    Ok(sum)
+    transform_and_mask(rec, weight, mask, sum)
 }
 
 /// Output gradients with row `r` scaled by the factor of its example (`r / K`).

@@ -495,8 +495,8 @@ fn vectorised(
             if let Some(dm) = lg::dims(rec, b, k) {
                 let weight = params.value(rec.weight);
                 let m = mask.get(rec.weight);
-                sums[rec.weight.0] = if let Some(grads) = &kept[l] {
-                    lg::weighted_sum(grads, c, None)?
+                sums[rec.weight.0] = if let Some(raw) = &kept[l] {
+                    lg::raw_clipped_sum(rec, weight, m, raw, c)?
                 } else if engine == Engine::Materialize {
                     lg::materialized_clipped_sum(rec, &dm, weight, m, cfg.chunk, c)?
                 } else {

@@ -644,7 +644,8 @@ fn weight_standardisation_plain_and_scaled() {
         let mut rng = TensorRng::seeded(30 + i as u64);
         let mut s = ParamStore::new();
         let cp = Conv2dParams::padded(1);
-        let conv = conv_layer(&mut s, "conv", 3, 4, 3, cp, &mut rng).with_transform(Some(tr.clone()));
+        let conv =
+            conv_layer(&mut s, "conv", 3, 4, 3, cp, &mut rng).with_transform(Some(tr.clone()));
         let x = randn(&[2, 3, 5, 5], 40 + i as u64);
         check(
             &format!("{tr:?}"),
