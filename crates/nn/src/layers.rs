@@ -26,7 +26,7 @@ pub enum Init {
 }
 
 impl Init {
-    fn weight(
+    pub(crate) fn weight(
         self,
         shape: &[usize],
         fan_in: usize,
@@ -49,7 +49,7 @@ impl Init {
         })
     }
 
-    fn bias(self, n: usize, fan_in: usize, rng: &mut TensorRng) -> Result<Tensor> {
+    pub(crate) fn bias(self, n: usize, fan_in: usize, rng: &mut TensorRng) -> Result<Tensor> {
         Ok(match self {
             Init::PyTorch => {
                 let b = 1.0 / (fan_in.max(1) as f32).sqrt();

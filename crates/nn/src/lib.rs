@@ -11,6 +11,7 @@
 //! gradient. Noise and updates are the trainer's; it must restrict both to the same mask.
 
 pub mod engine;
+pub mod equivariant;
 mod error;
 pub mod layers;
 mod mask;

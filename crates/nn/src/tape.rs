@@ -53,6 +53,10 @@ pub struct LayerRecord {
     pub weight: ParamId,
     /// The bias (or beta) parameter, if any.
     pub bias: Option<ParamId>,
+    /// Consecutive output channels that share one bias entry: `|G|` for a group-equivariant
+    /// conv whose bias is one value per regular field (bias `[O / |G|]`), else 1. Bias
+    /// gradients of the output channels are summed over each field.
+    pub bias_field: usize,
     /// Maps the stored weight to the one the layer applies (e.g. weight standardisation).
     pub transform: Option<WeightTransform>,
     /// The activation the weight multiplies: the layer input (linear, conv) or the normalised
@@ -305,6 +309,21 @@ impl<'a> Tape<'a> {
         params: Conv2dParams,
         transform: Option<WeightTransform>,
     ) -> Result<Var> {
+        self.conv2d_field_bias(x, weight, bias, params, transform, 1)
+    }
+
+    /// [`Tape::conv2d`] whose bias `[O / field]` is shared by each run of `field` consecutive
+    /// output channels (one bias per regular field of a group-equivariant conv; `field == 1`
+    /// is the ordinary conv). The applied weight may come from a transform (an expansion).
+    pub fn conv2d_field_bias(
+        &mut self,
+        x: Var,
+        weight: ParamId,
+        bias: Option<ParamId>,
+        params: Conv2dParams,
+        transform: Option<WeightTransform>,
+        field: usize,
+    ) -> Result<Var> {
         let w = self.weight(weight, &transform)?;
         let ws = w.shape();
         if ws.len() != 4 {
@@ -313,8 +332,25 @@ impl<'a> Tape<'a> {
             )));
         }
         let kernel = [ws[2], ws[3]];
-        let b = bias.map(|b| self.params.value(b));
-        let y = self.value(x).conv2d(&w, b, params)?;
+        let b = match bias {
+            None => None,
+            Some(b) if field == 1 => Some(Cow::Borrowed(self.params.value(b))),
+            Some(b) => {
+                let bv = self.params.value(b);
+                if field == 0 || bv.numel() * field != ws[0] {
+                    return Err(NnError::InvalidConfig(format!(
+                        "a bias of {} entries shared by fields of {field} does not fit {} \
+                         output channels",
+                        bv.numel(),
+                        ws[0]
+                    )));
+                }
+                let n = bv.numel();
+                let full = bv.reshape(&[n, 1])?.broadcast_to(&[n, field])?;
+                Some(Cow::Owned(full.into_reshape(&[n * field])?))
+            }
+        };
+        let y = self.value(x).conv2d(&w, b.as_deref(), params)?;
         let layer = self.record(
             LayerKind::Conv2d { params, kernel },
             weight,
@@ -322,6 +358,7 @@ impl<'a> Tape<'a> {
             transform,
             x,
         );
+        self.layers[layer].bias_field = field;
         Ok(self.push(y, Op::Conv2d(x, layer)))
     }
 
@@ -397,6 +434,7 @@ impl<'a> Tape<'a> {
             kind,
             weight,
             bias,
+            bias_field: 1,
             transform,
             input: value,
             grad_output: None,
@@ -498,7 +536,8 @@ impl<'a> Tape<'a> {
                         };
                         add_param_grad(&mut pgrads, rec.weight, gw)?;
                         if let Some(b) = rec.bias {
-                            add_param_grad(&mut pgrads, b, Tensor::conv2d_backward_bias(&g)?)?;
+                            let gb = Tensor::conv2d_backward_bias(&g)?;
+                            add_param_grad(&mut pgrads, b, fold_fields(gb, rec.bias_field)?)?;
                         }
                     }
                     self.layers[layer].grad_output = Some(g);
@@ -579,6 +618,19 @@ fn unary_backward_from_output(
         }
         _ => Err(g),
     }
+}
+
+/// Sums the last axis of `t` (`[..., C * field]`) over runs of `field` consecutive entries,
+/// giving `[..., C]`: the gradient of a bias shared per field from its expanded copies.
+pub(crate) fn fold_fields(t: Tensor, field: usize) -> Result<Tensor> {
+    if field == 1 {
+        return Ok(t);
+    }
+    let mut shape = t.shape().to_vec();
+    let last = shape.pop().unwrap_or(1);
+    shape.extend([last / field, field]);
+    let r = shape.len() - 1;
+    Ok(t.into_reshape(&shape)?.sum_axis(r, false)?)
 }
 
 fn accumulate(grads: &mut [Option<Tensor>], v: Var, g: Tensor) -> Result<()> {

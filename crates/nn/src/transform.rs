@@ -5,8 +5,10 @@
 //! clip `J^T G_i`, not `G_i`: the two have different norms. Because `J` is the same for every
 //! example, the clipped sum is still `J^T (sum_i c_i G_i)`, one product per batch.
 
+use crate::equivariant::ExpansionMap;
 use crate::error::{NnError, Result};
 use sparsedp_tensor::Tensor;
+use std::sync::Arc;
 
 /// A differentiable map from a stored weight to the weight a layer applies.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +31,12 @@ pub enum WeightTransform {
         /// Added to `d * var`.
         eps: f32,
     },
+    /// Weight tying by an index map (group-equivariant convolutions, `crate::equivariant`):
+    /// every entry of the applied weight is one entry of the (smaller) stored base weight,
+    /// `W[e] = w[src[e]]`. `apply` gathers, `vjp` scatter-adds, so `J^T G` folds a gradient of
+    /// the applied weight back onto the base weight. The applied shape differs from the stored
+    /// one ([`WeightTransform::applied_shape`]).
+    Expand(Arc<ExpansionMap>),
 }
 
 fn rows(w: &Tensor) -> Result<(usize, usize)> {
@@ -47,11 +55,23 @@ impl WeightTransform {
         match *self {
             WeightTransform::Standardize { eps } => (eps, 1.0),
             WeightTransform::ScaledStandardize { eps } => (eps, d as f64),
+            WeightTransform::Expand(_) => unreachable!("an expansion has no row statistics"),
+        }
+    }
+
+    /// Shape of the applied weight for a stored weight of shape `stored`.
+    pub fn applied_shape(&self, stored: &[usize]) -> Vec<usize> {
+        match self {
+            WeightTransform::Expand(map) => map.shape().to_vec(),
+            _ => stored.to_vec(),
         }
     }
 
     /// The applied weight for stored weight `w` (same shape).
     pub fn apply(&self, w: &Tensor) -> Result<Tensor> {
+        if let WeightTransform::Expand(map) = self {
+            return map.apply(w);
+        }
         let (o, d) = rows(w)?;
         let (eps, c) = self.spec(d);
         let v = w.to_vec();
@@ -68,11 +88,16 @@ impl WeightTransform {
 
     /// Vector-Jacobian product: maps gradients `g` with respect to the applied weight to
     /// gradients with respect to the stored weight `w`. `g` has the shape of `w`, optionally with
-    /// a leading axis of per-example gradients (`[B, ...w.shape]` or `[B, O, d]`).
+    /// a leading axis of per-example gradients (`[B, ...w.shape]` or `[B, O, d]`). For
+    /// [`WeightTransform::Expand`], `g` has the applied shape (optionally with leading axes) and
+    /// the result the stored one.
     ///
     /// For one row with `s = sqrt(c var + eps)` (`c = 1`, or `c = d` when scaled) and `w_hat`
     /// as above: `dL/dw = (g - mean(g) - c * w_hat * mean(g * w_hat)) / s`.
     pub fn vjp(&self, w: &Tensor, g: &Tensor) -> Result<Tensor> {
+        if let WeightTransform::Expand(map) = self {
+            return map.vjp(g);
+        }
         let (o, d) = rows(w)?;
         let (eps, c) = self.spec(d);
         if !g.numel().is_multiple_of(o * d) {

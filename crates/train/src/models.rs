@@ -46,7 +46,13 @@ pub fn forward_macs(model: &dyn Model) -> Result<u64> {
     model.forward(&mut tape, x)?;
     let mut macs = 0u64;
     for rec in tape.layers() {
-        let wn = model.params().value(rec.weight).numel() as u64;
+        // The applied weight: for an expanded (group-equivariant) conv, the expansion's numel,
+        // not the smaller stored base weight's.
+        let w = model.params().value(rec.weight);
+        let wn = match &rec.transform {
+            Some(t) => t.applied_shape(w.shape()).iter().product::<usize>() as u64,
+            None => w.numel() as u64,
+        };
         macs += match &rec.kind {
             LayerKind::Linear => wn,
             LayerKind::Conv2d { params, kernel } => {

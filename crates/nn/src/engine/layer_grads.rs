@@ -9,7 +9,7 @@
 //! same as one "long" example with `K * T` positions: ghost norms and products work on that view.
 
 use crate::error::Result;
-use crate::tape::{LayerKind, LayerRecord};
+use crate::tape::{LayerKind, LayerRecord, fold_fields};
 use crate::transform::WeightTransform;
 use sparsedp_tensor::Tensor;
 use std::borrow::Cow;
@@ -342,7 +342,7 @@ pub fn materialized_sq_norms(
     chunk: usize,
 ) -> Result<Vec<f32>> {
     let mut out = Vec::with_capacity(dm.b);
-    for_each_raw_per_example_grad(rec, dm, weight.shape(), chunk, |_, raw| {
+    for_each_raw_per_example_grad(rec, dm, &applied_shape(rec, weight), chunk, |_, raw| {
         out.extend(sq_norms_of_raw(rec, weight, mask, &raw)?);
         Ok(())
     })?;
@@ -355,7 +355,16 @@ pub fn materialized_sq_norms(
 /// more memory than the layer's record already holds (`a` and `g`).
 pub fn worth_keeping(rec: &LayerRecord, dm: &LayerDims, weight: &Tensor) -> bool {
     let g = rec.grad_output.as_ref().map_or(0, Tensor::numel);
-    dm.b * weight.numel() <= rec.input.numel() + g
+    dm.b * applied_shape(rec, weight).iter().product::<usize>() <= rec.input.numel() + g
+}
+
+/// Shape of the weight the layer applies (and of its raw gradients `G_i`): the stored shape,
+/// or the expanded one for a weight-tying transform.
+pub fn applied_shape(rec: &LayerRecord, weight: &Tensor) -> Vec<usize> {
+    match &rec.transform {
+        Some(t) => t.applied_shape(weight.shape()),
+        None => weight.shape().to_vec(),
+    }
 }
 
 /// Per-example squared norms `[B]` of the masked stored-weight gradients, and the *raw*
@@ -368,16 +377,17 @@ pub fn materialized_grads(
     mask: Option<&Tensor>,
     chunk: usize,
 ) -> Result<(Vec<f32>, Tensor)> {
-    let numel = weight.numel();
+    let wshape = applied_shape(rec, weight);
+    let numel = wshape.iter().product::<usize>();
     let mut all = Vec::with_capacity(dm.b * numel);
     let mut norms = Vec::with_capacity(dm.b);
-    for_each_raw_per_example_grad(rec, dm, weight.shape(), chunk, |_, raw| {
+    for_each_raw_per_example_grad(rec, dm, &wshape, chunk, |_, raw| {
         norms.extend(sq_norms_of_raw(rec, weight, mask, &raw)?);
         all.extend_from_slice(&raw.into_vec());
         Ok(())
     })?;
     let mut shape = vec![dm.b];
-    shape.extend_from_slice(weight.shape());
+    shape.extend_from_slice(&wshape);
     Ok((norms, Tensor::from_vec(all, &shape)?))
 }
 
@@ -403,12 +413,13 @@ pub fn materialized_clipped_sum(
     chunk: usize,
     factors: &[f32],
 ) -> Result<Tensor> {
-    let mut sum = Tensor::zeros(weight.shape());
-    for_each_raw_per_example_grad(rec, dm, weight.shape(), chunk, |start, grads| {
+    let wshape = applied_shape(rec, weight);
+    let mut sum = Tensor::zeros(&wshape);
+    for_each_raw_per_example_grad(rec, dm, &wshape, chunk, |start, grads| {
         let n = grads.shape()[0];
         let c = Tensor::from_slice(&factors[start..start + n], &[1, n])?;
-        let flat = grads.into_reshape(&[n, weight.numel()])?;
-        let weighted = c.matmul(&flat)?.into_reshape(weight.shape())?;
+        let flat = grads.into_reshape(&[n, sum.numel()])?;
+        let weighted = c.matmul(&flat)?.into_reshape(&wshape)?;
         sum.add_scaled_(1.0, &weighted)?;
         Ok(())
     })?;
@@ -477,7 +488,8 @@ pub fn cheap_per_example_grads(
             let bias = match rec.bias {
                 Some(_) => {
                     let per_row = g.reshape(&[n, s[1], s[2] * s[3]])?.sum_axis(2, false)?;
-                    Some(sum_views(per_row, s[1])?)
+                    // A bias shared per field: sum the field's channels.
+                    Some(fold_fields(sum_views(per_row, s[1])?, rec.bias_field)?)
                 }
                 None => None,
             };

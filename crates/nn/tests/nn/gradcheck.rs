@@ -369,6 +369,9 @@ fn transformed(w: &[D], o: usize, t: Option<WeightTransform>) -> Vec<D> {
         None => w.to_vec(),
         Some(WeightTransform::Standardize { eps }) => standardize(w, o, f64::from(eps), false),
         Some(WeightTransform::ScaledStandardize { eps }) => standardize(w, o, f64::from(eps), true),
+        Some(WeightTransform::Expand(map)) => {
+            map.sources().iter().map(|&i| w[i as usize]).collect()
+        }
     }
 }
 
