@@ -136,6 +136,9 @@ pub struct PruningConfig {
     pub keep_first_last: bool,
     /// SynFlow rounds.
     pub rounds: usize,
+    /// `false` (default): pruned weights are frozen at their initial values (parameter
+    /// freezing); `true`: they are set to zero before training (classic pruning).
+    pub zero_pruned: bool,
 }
 
 /// `[selection]`
@@ -232,6 +235,7 @@ impl Default for PruningConfig {
             scope: "global".into(),
             keep_first_last: false,
             rounds: 100,
+            zero_pruned: false,
         }
     }
 }

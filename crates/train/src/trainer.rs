@@ -486,6 +486,14 @@ pub fn train(cfg: &TrainConfig, dir: &Path, opts: &RunOptions) -> Result<Summary
         }
     }
     let mut sparsity = Sparsity::new(cfg, model.as_ref(), data.public.as_ref(), data.name)?;
+    if cfg.pruning.zero_pruned {
+        // Classic pruning: the frozen coordinates are zero rather than their initial values.
+        let ids: Vec<_> = model.params().iter().map(|(id, _)| id).collect();
+        for id in ids {
+            let pruned = sparsity.pruning.apply(id, model.params().value(id))?;
+            model.params_mut().get_mut(id).value = pruned;
+        }
+    }
     let mut opt = Optimizer::new(&cfg.training, model.params())?;
     let mut ema = cfg.training.ema_decay.map(|d| Ema::new(d, model.params()));
     let dp = cfg.privacy.enabled;

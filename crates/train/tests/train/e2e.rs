@@ -93,6 +93,30 @@ fn epsilon_masks_and_steps_are_as_accounted() {
 }
 
 #[test]
+fn zero_pruned_weights_start_and_stay_at_zero() {
+    let dir = tempdir("zero");
+    let mut cfg = small_config();
+    cfg.pruning.zero_pruned = true;
+    cfg.training.epochs = 0.1;
+    trainer::train(&cfg, &dir, &RunOptions::default()).unwrap();
+    let model = TensorFile::read(&dir.join("model.safetensors")).unwrap();
+    let mut zeros = 0usize;
+    for (name, mask) in model.tensors.iter().filter(|(n, _)| n.starts_with("mask/")) {
+        let w = model
+            .get(&format!("param/{}", &name[5..]))
+            .unwrap()
+            .to_vec();
+        for (m, v) in mask.to_vec().iter().zip(&w) {
+            if *m == 0.0 {
+                assert_eq!(*v, 0.0, "pruned weight of {name} is {v}");
+                zeros += 1;
+            }
+        }
+    }
+    assert!(zeros > 10_000);
+}
+
+#[test]
 fn noise_goes_to_active_coordinates_only() {
     let shape = [50, 40];
     let sums = vec![Tensor::zeros(&shape)];
