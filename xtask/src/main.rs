@@ -4,6 +4,7 @@
 //! with nothing but cargo installed.
 
 mod data;
+mod reproduce;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -22,11 +23,16 @@ enum Task {
     /// Put datasets in the data directory, verified by SHA-256: mnist, fashion-mnist, cifar10,
     /// cifar100 (--source original), all; or regenerate the bundled fixtures/mnist-subset.
     Data(data::Args),
+    /// Run a suite of training runs (xtask/suites/<SUITE>.toml), cached by config hash, and
+    /// write results/<SUITE>.{json,md} and plots: baselines, pre-pruning, gradient-dropping,
+    /// combined, fine-tune, wrn-cifar10.
+    Reproduce(reproduce::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Validate(args) => validate::run(&args),
         Task::Data(args) => data::run(&args),
+        Task::Reproduce(args) => reproduce::run(&args),
     }
 }
