@@ -3,6 +3,7 @@
 mod nn {
     mod common;
     mod engines;
+    mod equivariant;
     mod gradcheck;
     mod models;
 }
