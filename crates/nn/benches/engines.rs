@@ -2,8 +2,14 @@
 //! gradient computation, non-private (`batch_gradient`) against every per-example clipping
 //! engine (`clip_batch`), dense and with a 90% random pruning mask, on synthetic data.
 //!
-//! `cargo bench -p sparsedp-nn` (one run; `ENGINES_BENCH_REPS=n` timed steps per row,
-//! default 3, after one warm-up step; `ENGINES_BENCH_WRN=0` skips WRN-16-4).
+//! `cargo bench -p sparsedp-nn` (one run; `ENGINES_BENCH_REPS=n` timed rounds, default 3,
+//! after one warm-up round; `ENGINES_BENCH_WRN=0` skips WRN-16-4). Rounds are interleaved (each
+//! round runs every configuration once) and the best time is reported next to the median:
+//! on a shared machine the best is the least disturbed measurement.
+//!
+//! CPU time (all threads, from `/proc/self/stat`) is reported next to wall time: on a shared
+//! machine the CPU seconds a step consumes are less sensitive to other processes than its wall
+//! time, so CPU-time ratios are the more robust comparison between engines.
 //!
 //! Peak memory comes from a counting global allocator: the largest number of live heap bytes
 //! during the row's steps, minus the live bytes when the row started (model, batch and mask are
@@ -69,37 +75,88 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// One configuration: a label, its batch size and one step.
+struct Config<'a> {
+    label: String,
+    batch: usize,
+    step: Box<dyn FnMut() + 'a>,
+}
+
 /// One measured row.
 struct Row {
     label: String,
     batch: usize,
-    secs_per_step: f64,
+    best: f64,
+    median: f64,
+    /// Least CPU time (all threads) of a timed step, if the platform reports it.
+    cpu: Option<f64>,
     peak_bytes: usize,
+}
+
+/// CPU time (user + system, all threads) of this process in seconds, from `/proc/self/stat`
+/// (Linux; 10 ms ticks). `None` elsewhere.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 impl Row {
     fn examples_per_sec(&self) -> f64 {
-        self.batch as f64 / self.secs_per_step
+        self.batch as f64 / self.best
     }
 }
 
-/// Runs `step` once to warm up, then `reps` times; returns the median seconds per step and the
-/// peak live heap bytes above the starting level over all runs.
-fn measure(reps: usize, mut step: impl FnMut()) -> (f64, usize) {
-    release_cached_buffers();
-    let base = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    step();
-    let mut times = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        let t = Instant::now();
-        step();
-        times.push(t.elapsed().as_secs_f64());
+/// Runs one warm-up round and then `reps` timed rounds over all configurations, interleaved
+/// (round r runs every configuration once), so load changes on the shared machine hit every
+/// configuration alike. Time: best and median seconds per step over the timed rounds. Memory:
+/// the largest peak of live heap bytes above the level before the step, over all rounds, with
+/// the tensor buffer cache emptied before every step.
+fn measure(configs: &mut [Config<'_>], reps: usize) -> Vec<Row> {
+    let mut times = vec![Vec::with_capacity(reps); configs.len()];
+    let mut cpus: Vec<Option<f64>> = vec![None; configs.len()];
+    let mut peaks = vec![0usize; configs.len()];
+    for round in 0..=reps {
+        for (i, c) in configs.iter_mut().enumerate() {
+            release_cached_buffers();
+            let base = CURRENT.load(Ordering::Relaxed);
+            PEAK.store(base, Ordering::Relaxed);
+            let cpu0 = process_cpu_seconds();
+            let t = Instant::now();
+            (c.step)();
+            let secs = t.elapsed().as_secs_f64();
+            let cpu = cpu0.and_then(|a| process_cpu_seconds().map(|b| b - a));
+            peaks[i] = peaks[i].max(PEAK.load(Ordering::Relaxed).saturating_sub(base));
+            if round > 0 {
+                times[i].push(secs);
+                if let Some(cpu) = cpu {
+                    cpus[i] = Some(cpus[i].map_or(cpu, |m: f64| m.min(cpu)));
+                }
+            }
+            eprintln!("  round {round}: {} {secs:.2} s", c.label);
+        }
     }
-    times.sort_by(f64::total_cmp);
-    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
     release_cached_buffers();
-    (times[times.len() / 2], peak)
+    configs
+        .iter()
+        .zip(times)
+        .zip(cpus)
+        .zip(peaks)
+        .map(|(((c, mut t), cpu), peak_bytes)| {
+            t.sort_by(f64::total_cmp);
+            Row {
+                label: c.label.clone(),
+                batch: c.batch,
+                best: t[0],
+                median: t[t.len() / 2],
+                cpu,
+                peak_bytes,
+            }
+        })
+        .collect()
 }
 
 fn synthetic_batch(model: &dyn Model, n: usize, seed: u64) -> (Tensor, Vec<usize>) {
@@ -134,6 +191,7 @@ fn random_pruning_mask(model: &dyn Model, keep: f32, seed: u64) -> ParamMask {
     ParamMask::new(model.params(), masks).expect("mask fits")
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_model(
     name: &str,
     model: &dyn Model,
@@ -144,60 +202,62 @@ fn run_model(
     reps: usize,
 ) -> Vec<Row> {
     let (x, y) = synthetic_batch(model, batch, 1);
+    let (xn, yn) = (
+        x.narrow(0, 0, naive_batch.min(batch)).expect("narrow"),
+        y[..naive_batch.min(batch)].to_vec(),
+    );
     let cfg = ClipConfig::flat(1.0);
-    let mut rows = Vec::new();
-    let (t, m) = measure(reps, || {
-        batch_gradient(model, &x, &y).expect("batch gradient");
-    });
-    rows.push(Row {
+    let mut configs = vec![Config {
         label: format!("{name} non-private (batch_gradient)"),
         batch,
-        secs_per_step: t,
-        peak_bytes: m,
-    });
-    eprintln!("  {}: {:.2} s/step", rows[0].label, t);
+        step: Box::new(|| {
+            batch_gradient(model, &x, &y).expect("batch gradient");
+        }),
+    }];
     for (mask_name, mask) in masks {
         for &engine in engines {
-            let (xb, yb, b, r) = if engine == Engine::Naive {
-                let (xs, ys) = (
-                    x.narrow(0, 0, naive_batch).expect("narrow"),
-                    y[..naive_batch].to_vec(),
-                );
-                (xs, ys, naive_batch, 1)
+            let (xb, yb) = if engine == Engine::Naive {
+                (&xn, &yn)
             } else {
-                (x.clone(), y.clone(), batch, reps)
+                (&x, &y)
             };
-            let (t, m) = measure(r, || {
-                clip_batch(engine, model, &xb, &yb, mask, &cfg).expect("clip batch");
-            });
-            let label = format!("{name} {} {mask_name}", engine.name());
-            eprintln!("  {label}: {t:.2} s/step (batch {b})");
-            rows.push(Row {
-                label,
-                batch: b,
-                secs_per_step: t,
-                peak_bytes: m,
+            let cfg = &cfg;
+            configs.push(Config {
+                label: format!("{name} {} {mask_name}", engine.name()),
+                batch: yb.len(),
+                step: Box::new(move || {
+                    clip_batch(engine, model, xb, yb, mask, cfg).expect("clip batch");
+                }),
             });
         }
     }
-    rows
+    measure(&mut configs, reps)
 }
 
 fn print_table(title: &str, rows: &[Row]) {
     let base = &rows[0];
     println!("\n### {title}\n");
     println!(
-        "| configuration | batch | s/step | examples/s | time / non-private | peak heap MiB | memory / non-private |"
+        "| configuration | batch | s/step best (median) | examples/s | time / non-private | CPU s/step | CPU / non-private | peak heap MiB | memory / non-private |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         // Time ratio per example, so rows at a smaller batch (naive) compare fairly.
         let time_ratio = base.examples_per_sec() / r.examples_per_sec();
+        // CPU seconds per example, relative to non-private.
+        let (cpu, cpu_ratio) = match (r.cpu, base.cpu) {
+            (Some(c), Some(b)) if b > 0.0 => (
+                format!("{c:.2}"),
+                format!("{:.2}x", (c / r.batch as f64) / (b / base.batch as f64)),
+            ),
+            _ => ("-".to_string(), "-".to_string()),
+        };
         println!(
-            "| {} | {} | {:.3} | {:.1} | {:.2}x | {:.1} | {:.2}x |",
+            "| {} | {} | {:.2} ({:.2}) | {:.1} | {:.2}x | {cpu} | {cpu_ratio} | {:.1} | {:.2}x |",
             r.label,
             r.batch,
-            r.secs_per_step,
+            r.best,
+            r.median,
             r.examples_per_sec(),
             time_ratio,
             r.peak_bytes as f64 / (1024.0 * 1024.0),
@@ -214,7 +274,7 @@ fn main() {
         .max(1);
     let wrn = std::env::var("ENGINES_BENCH_WRN").map_or(true, |v| v != "0");
     println!(
-        "clipping engines: {} rayon threads, median of {reps} timed steps after one warm-up",
+        "clipping engines: {} threads; one warm-up round, then {reps} interleaved timed rounds",
         rayon_threads()
     );
 
@@ -223,7 +283,6 @@ fn main() {
         ("dense", ParamMask::dense(tb.params())),
         ("90% pruned", random_pruning_mask(&tb, 0.1, 2)),
     ];
-    eprintln!("Tramer-Boneh CIFAR-10 CNN, batch 256");
     let rows = run_model("TB-CIFAR", &tb, 256, &Engine::ALL, &masks, 16, reps);
     print_table(
         "Tramer-Boneh CIFAR-10 CNN (550,570 parameters), batch 256 (naive: batch 16)",
@@ -233,7 +292,6 @@ fn main() {
     if wrn {
         let model = WideResNet::wrn16_4(0).expect("model");
         let masks = [("dense", ParamMask::dense(model.params()))];
-        eprintln!("WRN-16-4, batch 64");
         let rows = run_model(
             "WRN-16-4",
             &model,

@@ -186,6 +186,15 @@ impl<'a> Tape<'a> {
         &self.layers
     }
 
+    /// Frees every recorded value except the layer records (their inputs and output
+    /// gradients). For engines that need nothing but the records after the first backward
+    /// (book-keeping, materialise): the activations are the largest part of a step's memory.
+    /// Afterwards the tape holds no nodes; `backward` refuses to run and `value` must not be
+    /// called.
+    pub(crate) fn release_activations(&mut self) {
+        self.nodes = Vec::new();
+    }
+
     /// Records an input (data; no gradient flows into it).
     pub fn input(&mut self, x: Tensor) -> Var {
         self.push(x, Op::Leaf)
@@ -446,6 +455,11 @@ impl<'a> Tape<'a> {
     /// tape. Fills every layer record's `grad_output`; in [`BackwardMode::Full`] also returns the
     /// batch gradient of every parameter that took part.
     pub fn backward(&mut self, root: Var, seed: Tensor, mode: BackwardMode) -> Result<Gradients> {
+        if root.0 >= self.nodes.len() {
+            return Err(NnError::InvalidConfig(
+                "backward on a tape whose values were released".to_string(),
+            ));
+        }
         if seed.shape() != self.value(root).shape() {
             return Err(NnError::InvalidConfig(format!(
                 "backward seed has shape {:?}, the output {:?}",

@@ -414,6 +414,11 @@ fn vectorised(
     let losses = example_losses(&tape.value(loss).to_vec(), k);
     let seed = Tensor::full(&[b * k], 1.0 / k as f32);
     tape.backward(loss, seed, BackwardMode::RecordOnly)?;
+    let two_pass = matches!(engine, Engine::Ghost | Engine::Mixed) && cfg.per_layer.is_none();
+    if !two_pass {
+        // Only the layer records are read from here on.
+        tape.release_activations();
+    }
 
     // Norms, layer by layer. Cheap per-example gradients (biases, norm affine) and the
     // per-example weight gradients book-keeping keeps are reused for the clipped sums.
@@ -474,7 +479,6 @@ fn vectorised(
         .iter()
         .map(|(_, p)| Tensor::zeros(p.value.shape()))
         .collect();
-    let two_pass = matches!(engine, Engine::Ghost | Engine::Mixed) && cfg.per_layer.is_none();
     if two_pass {
         // Ghost clipping's second pass: the gradient of sum_i c_i loss_i is sum_i c_i G_i.
         let per_row: Vec<f32> = (0..b * k).map(|r| summary[r / k] / k as f32).collect();
