@@ -196,7 +196,7 @@ impl Default for PrivacyConfig {
             epsilon: Some(3.0),
             noise_multiplier: None,
             delta: None,
-            clip_norm: 1.0,
+            clip_norm: 0.1,
             engine: "book-keeping".into(),
             per_layer_clipping: false,
             secure_rng: false,
@@ -208,8 +208,8 @@ impl Default for PrivacyConfig {
 impl Default for TrainingConfig {
     fn default() -> Self {
         TrainingConfig {
-            epochs: 20.0,
-            batch_size: 256,
+            epochs: 30.0,
+            batch_size: 512,
             physical_batch: 256,
             optimizer: "sgd".into(),
             lr: 2.0,

