@@ -306,11 +306,15 @@ impl Selector {
                 if !self.selectable[p] {
                     return Ok(self.pruning.get(sparsedp_nn::ParamId(p)).cloned());
                 }
-                let mut v = vec![0.0f32; self.shapes[p].iter().product()];
+                // `Tensor::zeros` reuses large buffers released by earlier steps' masks.
+                let mut t = Tensor::zeros(&self.shapes[p]);
+                let v = t.as_mut_slice().ok_or_else(|| {
+                    SelectError::InvalidConfig("selection needs CPU tensors".to_string())
+                })?;
                 for_each_bit(&self.bits, self.seg[p], self.seg[p + 1], |c| {
                     v[self.cand_elem[c] as usize] = 1.0;
                 });
-                Ok(Some(Tensor::from_vec(v, &self.shapes[p])?))
+                Ok(Some(t))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(ParamMask::new(store, masks)?)
@@ -355,14 +359,37 @@ impl Selector {
 
     /// Keys of the candidates: the bits of `|v|`, which order like the values for finite
     /// non-negative floats.
+    ///
+    /// With a global budget over a large range, the radix histogram of the keys is built in the
+    /// same pass (see [`Selector::kth_largest`]).
     fn fill_keys(&mut self, values: &[&[f32]], store: &ParamStore) -> Result<()> {
+        let with_hist = self.cfg.budget == Budget::Global && self.candidates() >= RADIX_MIN;
+        if with_hist {
+            self.hist.clear();
+            self.hist.resize(1 << 16, 0);
+        }
         for (p, v) in values.iter().enumerate() {
             let (a, b) = (self.seg[p], self.seg[p + 1]);
             let mut bad = false;
-            for (key, &e) in self.keys[a..b].iter_mut().zip(&self.cand_elem[a..b]) {
-                let bits = v[e as usize].to_bits() & 0x7fff_ffff;
+            let keys = &mut self.keys[a..b];
+            let dense = b - a == v.len() && self.selectable[p];
+            let mut put = |key: &mut u32, x: f32| {
+                let bits = x.to_bits() & 0x7fff_ffff;
                 bad |= bits >= 0x7f80_0000;
                 *key = bits;
+            };
+            if dense {
+                // Every element is a candidate: read the values directly.
+                keys.iter_mut().zip(v.iter()).for_each(|(k, &x)| put(k, x));
+            } else {
+                for (k, &e) in keys.iter_mut().zip(&self.cand_elem[a..b]) {
+                    put(k, v[e as usize]);
+                }
+            }
+            if with_hist {
+                for &k in keys.iter() {
+                    self.hist[(k >> 16) as usize] += 1;
+                }
             }
             if bad {
                 let name = &store.get(sparsedp_nn::ParamId(p)).name;
@@ -381,9 +408,8 @@ impl Selector {
             if k == 0 {
                 continue;
             }
-            let threshold = self.kth_largest(a, b, k);
+            let (threshold, above) = self.kth_largest(a, b, k);
             let keys = &self.keys[a..b];
-            let above = keys.iter().filter(|&&x| x > threshold).count();
             let mut ties = k - above;
             for (i, &x) in keys.iter().enumerate() {
                 if x > threshold || (x == threshold && ties > 0) {
@@ -396,21 +422,28 @@ impl Selector {
         }
     }
 
-    /// The `k`-th largest key in `keys[a..b]` (`1 <= k <= b - a`): for large ranges a histogram
-    /// of the high 16 bits finds the bucket holding it, and `select_nth_unstable` runs on that
-    /// bucket only; small ranges use `select_nth_unstable` directly.
-    fn kth_largest(&mut self, a: usize, b: usize, k: usize) -> u32 {
+    /// The `k`-th largest key `t` in `keys[a..b]` (`1 <= k <= b - a`) and the number of keys
+    /// strictly above it. For large ranges a histogram of the high 16 bits (built by
+    /// [`Selector::fill_keys`] for a global budget) finds the bucket holding `t`, and
+    /// `select_nth_unstable` runs on that bucket only; small ranges use `select_nth_unstable`
+    /// directly.
+    fn kth_largest(&mut self, a: usize, b: usize, k: usize) -> (u32, usize) {
         let keys = &self.keys[a..b];
         let n = keys.len();
         self.scratch.clear();
         if n < RADIX_MIN {
             self.scratch.extend_from_slice(keys);
-            return *self.scratch.select_nth_unstable(n - k).1;
+            let t = *self.scratch.select_nth_unstable(n - k).1;
+            let above = self.scratch[n - k + 1..].iter().filter(|&&x| x > t).count();
+            return (t, above);
         }
-        self.hist.clear();
-        self.hist.resize(1 << 16, 0);
-        for &x in keys {
-            self.hist[(x >> 16) as usize] += 1;
+        let global = a == 0 && b == self.candidates() && self.cfg.budget == Budget::Global;
+        if !global {
+            self.hist.clear();
+            self.hist.resize(1 << 16, 0);
+            for &x in keys {
+                self.hist[(x >> 16) as usize] += 1;
+            }
         }
         // Walk buckets from the top until they hold k keys.
         let mut above = 0usize;
@@ -426,7 +459,12 @@ impl Selector {
             .extend(keys.iter().copied().filter(|&x| x >> 16 == bucket));
         let r = k - above; // rank of the threshold inside the bucket, 1-based from the top
         let len = self.scratch.len();
-        *self.scratch.select_nth_unstable(len - r).1
+        let t = *self.scratch.select_nth_unstable(len - r).1;
+        let in_bucket = self.scratch[len - r + 1..]
+            .iter()
+            .filter(|&&x| x > t)
+            .count();
+        (t, above + in_bucket)
     }
 }
 
