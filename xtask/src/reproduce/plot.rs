@@ -325,6 +325,7 @@ series = "dataset"
                 ("epsilon".into(), e.into()),
             ],
             accuracies: vec![a, a + 2.0],
+            seeds: vec![0, 1],
             command: String::new(),
         };
         let cells = vec![c("8", 96.0), c("1", 90.0), c("non-private", 98.0)];

@@ -11,6 +11,8 @@ pub struct CellResult {
     pub labels: Vec<(String, String)>,
     /// Test accuracy in percent, one per finished seed.
     pub accuracies: Vec<f64>,
+    /// The seed of each accuracy.
+    pub seeds: Vec<u64>,
     /// Command for the first seed.
     pub command: String,
 }
@@ -27,20 +29,28 @@ pub fn mean_std(xs: &[f64]) -> Option<(f64, Option<f64>, usize)> {
     Some((mean, std, xs.len()))
 }
 
-/// Difference of means `a - b` and Welch's t statistic (`None` without two seeds on each side
-/// or when both spreads are zero).
-pub fn welch(a: &[f64], b: &[f64]) -> Option<(f64, Option<f64>)> {
-    let (ma, sa, na) = mean_std(a)?;
-    let (mb, sb, nb) = mean_std(b)?;
-    let d = ma - mb;
-    let t = match (sa, sb) {
-        (Some(sa), Some(sb)) => {
-            let se = (sa * sa / na as f64 + sb * sb / nb as f64).sqrt();
-            (se > 0.0).then(|| d / se)
-        }
-        _ => None,
-    };
-    Some((d, t))
+/// Paired comparison of two cells over the seeds both finished (a seed fixes the
+/// initialisation, the batch sampling and the noise stream, so runs with the same seed share
+/// much of their luck): mean of the differences `a - b`, its paired t statistic (`None` with
+/// fewer than two pairs or no spread) and the number of pairs; `None` without a common seed.
+pub fn paired(a: &CellResult, b: &CellResult) -> Option<(f64, Option<f64>, usize)> {
+    let d: Vec<f64> = a
+        .seeds
+        .iter()
+        .zip(&a.accuracies)
+        .filter_map(|(s, x)| {
+            b.seeds
+                .iter()
+                .position(|t| t == s)
+                .map(|i| x - b.accuracies[i])
+        })
+        .collect();
+    let (m, sd, n) = mean_std(&d)?;
+    let t = sd.and_then(|sd| {
+        let se = sd / (n as f64).sqrt();
+        (se > 0.0).then(|| m / se)
+    });
+    Some((m, t, n))
 }
 
 /// `97.12 ± 0.15`, `97.12` for one seed, `—` for none; `(n=2)` when fewer seeds than planned.
@@ -205,8 +215,9 @@ pub fn markdown(suite: &Suite, plan: &Plan, cells: &[CellResult]) -> String {
         if let Some(base) = &suite.compare_to {
             let _ = writeln!(
                 out,
-                "Difference to {} (percentage points; Welch's t in brackets, |t| > 2 is roughly \
-                 a 95% two-sided difference):\n",
+                "Difference to {} (percentage points, mean over seeds of the per-seed \
+                 difference; paired t in brackets: with 4 seeds |t| > 3.2 is a two-sided 5% \
+                 difference, with 3 seeds |t| > 4.3, with 2 seeds |t| > 12.7):\n",
                 heading(
                     &base
                         .iter()
@@ -233,9 +244,9 @@ pub fn markdown(suite: &Suite, plan: &Plan, cells: &[CellResult]) -> String {
                             return "(reference)".into();
                         }
                         match (find(cells, &key), find(cells, &bkey)) {
-                            (Some(x), Some(y)) => match welch(&x.accuracies, &y.accuracies) {
-                                Some((d, Some(t))) => format!("{d:+.2} ({t:+.1})"),
-                                Some((d, None)) => format!("{d:+.2}"),
+                            (Some(x), Some(y)) => match paired(x, y) {
+                                Some((d, Some(t), _)) => format!("{d:+.2} ({t:+.1})"),
+                                Some((d, None, _)) => format!("{d:+.2}"),
                                 None => "—".into(),
                             },
                             _ => "—".into(),
@@ -299,6 +310,7 @@ source = "Paper 2021"
                 ("density".into(), den.into()),
             ],
             accuracies: acc.to_vec(),
+            seeds: (0..acc.len() as u64).collect(),
             command: String::new(),
         }
     }
@@ -310,11 +322,20 @@ source = "Paper 2021"
         assert!((s.unwrap() - 1.0).abs() < 1e-12);
         assert_eq!(mean_std(&[5.0]), Some((5.0, None, 1)));
         assert_eq!(mean_std(&[]), None);
-        // d = 2, se = sqrt(1/3 + 1/3)
-        let (d, t) = welch(&[3.0, 4.0, 5.0], &[1.0, 2.0, 3.0]).unwrap();
-        assert_eq!(d, 2.0);
-        assert!((t.unwrap() - 2.0 / (2.0f64 / 3.0).sqrt()).abs() < 1e-12);
-        assert_eq!(welch(&[1.0, 1.0], &[1.0, 1.0]), Some((0.0, None)));
+        let c = |seeds: &[u64], acc: &[f64]| CellResult {
+            labels: Vec::new(),
+            accuracies: acc.to_vec(),
+            seeds: seeds.to_vec(),
+            command: String::new(),
+        };
+        // Differences 2, 3, 4 over seeds 0, 1, 2 (seed 3 unpaired): mean 3, sd 1, t = 3 sqrt 3.
+        let a = c(&[2, 0, 1, 3], &[14.0, 12.0, 13.0, 50.0]);
+        let b = c(&[0, 1, 2], &[10.0, 10.0, 10.0]);
+        let (d, t, n) = paired(&a, &b).unwrap();
+        assert_eq!((d, n), (3.0, 3));
+        assert!((t.unwrap() - 3.0 * 3f64.sqrt()).abs() < 1e-12);
+        assert_eq!(paired(&b, &b), Some((0.0, None, 3)));
+        assert_eq!(paired(&c(&[5], &[1.0]), &b), None);
         assert_eq!(format_cell(&[97.0, 98.0], 2), "97.50 ± 0.71");
         assert_eq!(format_cell(&[97.0], 2), "97.00 (n=1)");
         assert_eq!(format_cell(&[], 2), "—");
@@ -343,10 +364,8 @@ source = "Paper 2021"
             md.contains("| random | (reference) | -1.50 (-3.0) |"),
             "{md}"
         );
-        assert!(
-            md.contains("| magnitude | (reference) | +1.00 (+1.4) |"),
-            "{md}"
-        );
+        // magnitude: per-seed differences +1, +1: no spread, so no t.
+        assert!(md.contains("| magnitude | (reference) | +1.00 |"), "{md}");
         // No reference in the Fashion-MNIST section; missing cells are dashes.
         let fashion = md.split("### dataset = fashion-mnist").nth(1).unwrap();
         assert!(!fashion.contains("published"), "{fashion}");
