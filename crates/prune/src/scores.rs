@@ -156,6 +156,10 @@ pub struct SynflowScores {
     pub log_scale: f64,
     /// The path sum `R'` of the (rescaled) network.
     pub objective: f64,
+    /// Weights whose layer applies a weight transform (e.g. weight standardisation): there the
+    /// network sees `T(|w|)`, so `R` is not a path product of `|w|` and the scores are only
+    /// SynFlow-like. They are not rescaled (standardisation is scale-invariant).
+    pub transformed: Vec<String>,
 }
 
 /// One SynFlow pass (Tanaka et al. 2020): every weight replaced by `|w|` (times `mask` if given),
@@ -166,8 +170,10 @@ pub struct SynflowScores {
 /// score `|w * dR/dw|`.
 ///
 /// Zeroing biases makes `R` a pure path sum of the weights (and homogeneous, which the
-/// rescaling relies on). Layers with a weight transform (weight standardisation) apply it to
-/// `|w|`; autograd goes through it, but `R` is then no longer a path product of `|w|` there.
+/// rescaling relies on). Layers with a weight transform (weight standardisation, e.g. every
+/// conv of `sparsedp_nn::models::WideResNet`) apply it to `|w|`, because the linearised tape
+/// keeps transforms; autograd goes through it, but `R` is then no longer a path product of
+/// `|w|` there. Such weights are listed in [`SynflowScores::transformed`] and not rescaled.
 ///
 /// **Reads:** the weights and the architecture; no data. **Privacy cost:** none.
 pub fn synflow_scores(
@@ -185,6 +191,22 @@ pub fn synflow_scores(
             store.len()
         )));
     }
+    let [c, h, w] = model.input_shape();
+    // Weights behind a weight transform (found by a forward on a linearised tape).
+    let transformed: Vec<usize> = {
+        let mut tape = Tape::linearized(store);
+        let input = tape.input(Tensor::ones(&[1, c, h, w]));
+        model.forward(&mut tape, input)?;
+        let mut ids: Vec<usize> = tape
+            .layers()
+            .iter()
+            .filter(|l| l.transform.is_some())
+            .map(|l| l.weight.0)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
     let mut abs = store.clone();
     let mut log_scale = 0.0f64;
     for (id, p) in abs.iter_mut() {
@@ -196,7 +218,8 @@ pub fn synflow_scores(
                 for (i, x) in v.iter_mut().enumerate() {
                     *x = x.abs() * m.as_ref().map_or(1.0, |m| m[i]);
                 }
-                if rescale == SynflowRescale::PerLayer {
+                if rescale == SynflowRescale::PerLayer && transformed.binary_search(&id.0).is_err()
+                {
                     let rows = p.value.shape().first().copied().unwrap_or(1).max(1);
                     let sum: f64 = v.iter().map(|&x| f64::from(x)).sum();
                     let gain = sum / rows as f64;
@@ -210,7 +233,6 @@ pub fn synflow_scores(
         }
         p.value = Tensor::from_vec(v, p.value.shape())?;
     }
-    let [c, h, w] = model.input_shape();
     let mut tape = Tape::linearized(&abs);
     let input = tape.input(Tensor::ones(&[1, c, h, w]));
     let logits = model.forward(&mut tape, input)?;
@@ -240,6 +262,10 @@ pub fn synflow_scores(
         scores,
         log_scale,
         objective,
+        transformed: transformed
+            .into_iter()
+            .map(|i| store.get(ParamId(i)).name.clone())
+            .collect(),
     })
 }
 

@@ -3,7 +3,7 @@
 
 use super::common::{Chain, kept, to_f64};
 use sparsedp_nn::layers::Activation;
-use sparsedp_nn::models::TramerBonehCifar;
+use sparsedp_nn::models::{TramerBonehCifar, WideResNet, WideResNetConfig};
 use sparsedp_nn::{Model, ParamMask, ParamRole, batch_gradient};
 use sparsedp_prune::mask::kept_count;
 use sparsedp_prune::{
@@ -332,4 +332,34 @@ fn magnitude_and_random_through_prune() {
     );
     assert_eq!(PruneScore::Snip.name(), "snip");
     assert!(PruneScore::Snip.reads_data() && !PruneScore::Magnitude.reads_data());
+}
+
+#[test]
+fn synflow_runs_on_wrn_16_4_and_reports_standardised_layers() {
+    let model = WideResNet::new(WideResNetConfig::wrn16_4(), 1).unwrap();
+    let cfg = MaskConfig::layer_wise(0.1);
+    let s = synflow_scores(&model, None, SynflowRescale::PerLayer).unwrap();
+    assert!(s.objective.is_finite() && s.objective > 0.0);
+    // Every conv is weight-standardised in De et al.'s WRN; the classifier is not.
+    let convs = model
+        .params()
+        .iter()
+        .filter(|(_, p)| p.role == ParamRole::Weight && p.value.shape().len() == 4)
+        .count();
+    assert_eq!(s.transformed.len(), convs);
+    let mask = synflow_mask(
+        &model,
+        &SynflowConfig {
+            rounds: 2,
+            ..SynflowConfig::default()
+        },
+        &cfg,
+    )
+    .unwrap();
+    for ((_, p), k) in model.params().iter().zip(kept(&mask, model.params())) {
+        match p.role {
+            ParamRole::Weight => assert_eq!(k, Some(kept_count(0.1, p.value.numel()).max(1))),
+            _ => assert_eq!(k, None),
+        }
+    }
 }
