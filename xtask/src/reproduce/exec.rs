@@ -151,12 +151,24 @@ impl Trainer {
 
     /// Makes one run; its stdout and stderr go to `train.log` in the run directory.
     fn run_one(&self, job: &Job, meta: &serde_json::Value) -> Result<String> {
-        let resume = cache::state(&job.dir) == State::Checkpoint;
-        if !resume && job.dir.exists() {
-            std::fs::remove_dir_all(&job.dir)
-                .with_context(|| format!("clearing {}", job.dir.display()))?;
+        let _lock = Lock::take(&job.dir)?;
+        if cache::state(&job.dir) == State::Done {
+            return Ok("found finished (made by another xtask)".into());
         }
-        std::fs::create_dir_all(&job.dir)?;
+        let resume = cache::state(&job.dir) == State::Checkpoint;
+        if !resume {
+            // Clear what a run that died before its first checkpoint left (not the lock).
+            for e in std::fs::read_dir(&job.dir)? {
+                let p = e?.path();
+                if p.file_name().is_some_and(|n| n != LOCK) {
+                    if p.is_dir() {
+                        std::fs::remove_dir_all(&p)?;
+                    } else {
+                        std::fs::remove_file(&p)?;
+                    }
+                }
+            }
+        }
         let mut meta = meta.clone();
         meta["config_hash"] = job.hash.clone().into();
         meta["command"] = self.command_line(job).into();
@@ -239,6 +251,56 @@ impl Trainer {
     }
 }
 
+/// Name of the lock file in a run directory.
+const LOCK: &str = "xtask.lock";
+
+/// A run directory taken by this process (two `cargo xtask reproduce` at once never train the
+/// same run); released on drop. A lock whose process is gone is taken over.
+struct Lock(PathBuf);
+
+impl Lock {
+    fn take(dir: &Path) -> Result<Lock> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(LOCK);
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    use std::io::Write as _;
+                    write!(f, "{}", std::process::id())?;
+                    return Ok(Lock(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                    let alive =
+                        !pid.trim().is_empty() && Path::new("/proc").join(pid.trim()).exists();
+                    if alive {
+                        bail!(
+                            "{} is being trained by another xtask (pid {}); if it is not, \
+                             remove {}",
+                            dir.display(),
+                            pid.trim(),
+                            path.display()
+                        );
+                    }
+                    std::fs::remove_file(&path)?;
+                }
+                Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+            }
+        }
+        bail!("could not take {}", path.display())
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// The models `sparsedp info` lists.
 pub fn models(bin: &Path) -> Result<Vec<String>> {
     let out = Command::new(bin)
@@ -301,6 +363,22 @@ mod tests {
             t.run_args(&job, true)[..4],
             ["train", "--resume", "--run-dir", "results/runs/abc"]
         );
+    }
+
+    #[test]
+    fn a_run_directory_is_locked_once() {
+        let dir = std::env::temp_dir().join(format!("xtask-lock-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let lock = Lock::take(&dir).unwrap();
+        let e = Lock::take(&dir).err().unwrap().to_string();
+        assert!(e.contains("another xtask"), "{e}");
+        drop(lock);
+        assert!(!dir.join(LOCK).exists());
+        // A lock left by a process that no longer exists is taken over.
+        std::fs::write(dir.join(LOCK), "4294967295").unwrap();
+        let again = Lock::take(&dir).unwrap();
+        drop(again);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
