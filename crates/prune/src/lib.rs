@@ -3,8 +3,8 @@
 //! Parameter freezing for sparse DP-SGD (Adamczewski, He & Park 2023): before training, score
 //! every weight, keep the best ones at a target density and freeze the rest for the whole run.
 //!
-//! * [`scores`]: random, magnitude, SynFlow (Tanaka et al. 2020, iterative, data-free) and SNIP
-//!   (Lee et al. 2019, **public data only**). Each score's rustdoc states what it reads and so its
+//! * [`scores`]: random, magnitude, SynFlow (Tanaka et al. 2020, iterative, data-free), SNIP
+//!   (Lee et al. 2019) and GraSP (Wang et al. 2020), the last two on **public data only**. Each score's rustdoc states what it reads and so its
 //!   privacy cost.
 //! * [`DataBatch`]: data provenance in the types. A score that reads data takes a batch built as
 //!   [`DataBatch::public`] or [`DataBatch::private`] and refuses the latter with
@@ -29,6 +29,6 @@ pub use error::{PruneError, Result};
 pub use mask::{MaskConfig, Scope, mask_from_scores};
 pub use report::{DensityReport, LayerDensity};
 pub use scores::{
-    PruneScore, Scores, SynflowConfig, SynflowRescale, SynflowScores, magnitude_scores, prune,
-    random_scores, snip_scores, synflow_mask, synflow_scores,
+    PruneScore, Scores, SynflowConfig, SynflowRescale, SynflowScores, grasp_scores,
+    magnitude_scores, prune, random_scores, snip_scores, synflow_mask, synflow_scores,
 };

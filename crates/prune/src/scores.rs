@@ -6,9 +6,10 @@
 //! | [`magnitude_scores`] | the weights | none at initialisation or for a public / non-private pretrained model; weights trained on private data by DP-SGD are DP outputs, so post-processing them is free too |
 //! | [`synflow_scores`], [`synflow_mask`] | the weights and the architecture (all-ones input) | none: no data at all |
 //! | [`snip_scores`] | a **public** batch | none; a private batch is refused with [`PruneError::PrivateData`] |
+//! | [`grasp_scores`] | a **public** batch | none; a private batch is refused with [`PruneError::PrivateData`] |
 //!
-//! sparsedp implements no differentially private SNIP: running SNIP on private data would need
-//! its own mechanism and accounting, and is refused instead.
+//! sparsedp implements no differentially private SNIP or GraSP: running them on private data
+//! would need its own mechanism and accounting, and is refused instead.
 
 use crate::data::DataBatch;
 use crate::error::{PruneError, Result};
@@ -111,6 +112,109 @@ pub fn snip_scores(model: &dyn Model, batch: &DataBatch<'_>) -> Result<Scores> {
         .collect::<Vec<Vec<f32>>>();
     let s = Scores { values };
     check_finite_scores(model.params(), &s, "snip")?;
+    Ok(s)
+}
+
+/// Summed cross-entropy gradient of `batch` at the parameters `params` (which must fit
+/// `model`), with the model's forward recorded on a tape over `params`.
+fn gradient_at(
+    model: &dyn Model,
+    params: &ParamStore,
+    x: &Tensor,
+    labels: &[usize],
+) -> Result<Vec<Vec<f64>>> {
+    let mut tape = Tape::new(params);
+    let input = tape.input(x.clone());
+    let logits = model.forward(&mut tape, input)?;
+    let loss = tape.cross_entropy(logits, labels)?;
+    let n = tape.value(loss).numel();
+    let grads = tape.backward(loss, Tensor::ones(&[n]), BackwardMode::Full)?;
+    Ok(params
+        .iter()
+        .map(|(id, p)| match grads.get(id) {
+            None => vec![0.0; p.value.numel()],
+            Some(g) => g.to_vec().into_iter().map(f64::from).collect(),
+        })
+        .collect())
+}
+
+/// GraSP (Wang, Zhang & Grosse 2020), gradient signal preservation: importance `w * (H g)` of
+/// each weight, with `g` the gradient of the summed cross-entropy of a **public** batch and `H`
+/// its Hessian, both with respect to the weight tensors (`ParamRole::Weight`; other parameters
+/// score 0). GraSP removes the weights with the largest `-w * (H g)`, i.e. keeps the largest
+/// `w * (H g)`, so the scores here follow this crate's "higher is kept" convention. Scores are
+/// signed.
+///
+/// `H g` is a central finite difference of gradients along `g`:
+/// `(grad(w + e g) - grad(w - e g)) / (2 e)` with `e = 1e-3 ||w|| / ||g||` (norms over the
+/// weight tensors), differences taken in `f64`. The temperature on the logits used by the
+/// reference implementation is not applied. Errors if the gradient is zero.
+///
+/// **Reads:** the weights and the batch. **Privacy cost:** none for a public batch; a private
+/// batch is refused with [`PruneError::PrivateData`] (sparsedp implements no DP-GraSP).
+pub fn grasp_scores(model: &dyn Model, batch: &DataBatch<'_>) -> Result<Scores> {
+    let (x, labels) = batch.require_public("grasp")?;
+    sparsedp_nn::batch_gradient(model, x, labels)?; // validates the batch against the model
+    let store = model.params();
+    let is_w: Vec<bool> = store
+        .iter()
+        .map(|(_, p)| p.role == ParamRole::Weight)
+        .collect();
+    let g = gradient_at(model, store, x, labels)?;
+    let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
+    let gn = norm(
+        &mut g
+            .iter()
+            .zip(&is_w)
+            .filter(|(_, w)| **w)
+            .flat_map(|(g, _)| g.iter().copied()),
+    );
+    let wn = norm(
+        &mut store
+            .iter()
+            .filter(|(id, _)| is_w[id.0])
+            .flat_map(|(_, p)| p.value.to_vec().into_iter().map(f64::from)),
+    );
+    if !(gn.is_finite() && gn > 0.0) {
+        return Err(PruneError::NonFinite(format!(
+            "GraSP needs a finite, non-zero gradient; its norm is {gn}"
+        )));
+    }
+    let e = 1e-3 * wn.max(1e-3) / gn;
+    let shifted = |sign: f64| -> Result<ParamStore> {
+        let mut s = store.clone();
+        for (id, p) in s.iter_mut() {
+            if is_w[id.0] {
+                let v: Vec<f32> = p
+                    .value
+                    .to_vec()
+                    .iter()
+                    .zip(&g[id.0])
+                    .map(|(&w, &g)| (f64::from(w) + sign * e * g) as f32)
+                    .collect();
+                p.value = Tensor::from_vec(v, p.value.shape())?;
+            }
+        }
+        Ok(s)
+    };
+    let plus = gradient_at(model, &shifted(1.0)?, x, labels)?;
+    let minus = gradient_at(model, &shifted(-1.0)?, x, labels)?;
+    let values = store
+        .iter()
+        .map(|(id, p)| {
+            if !is_w[id.0] {
+                return vec![0.0; p.value.numel()];
+            }
+            p.value
+                .to_vec()
+                .iter()
+                .zip(plus[id.0].iter().zip(&minus[id.0]))
+                .map(|(&w, (a, b))| (f64::from(w) * (a - b) / (2.0 * e)) as f32)
+                .collect()
+        })
+        .collect::<Vec<Vec<f32>>>();
+    let s = Scores { values };
+    check_finite_scores(store, &s, "grasp")?;
     Ok(s)
 }
 
@@ -334,6 +438,8 @@ pub enum PruneScore {
     Synflow(SynflowConfig),
     /// [`snip_scores`] on a public batch.
     Snip,
+    /// [`grasp_scores`] on a public batch.
+    Grasp,
 }
 
 impl PruneScore {
@@ -344,17 +450,19 @@ impl PruneScore {
             PruneScore::Magnitude => "magnitude",
             PruneScore::Synflow(_) => "synflow",
             PruneScore::Snip => "snip",
+            PruneScore::Grasp => "grasp",
         }
     }
 
     /// Whether the score reads a data batch.
     pub fn reads_data(&self) -> bool {
-        matches!(self, PruneScore::Snip)
+        matches!(self, PruneScore::Snip | PruneScore::Grasp)
     }
 }
 
 /// Builds the pruning mask of `model` with `score` at `cfg`. `data` is required by (and only
-/// read by) [`PruneScore::Snip`], which refuses private data; the other scores ignore it.
+/// read by) [`PruneScore::Snip`] and [`PruneScore::Grasp`], which refuse private data; the
+/// other scores ignore it.
 pub fn prune(
     model: &dyn Model,
     score: &PruneScore,
@@ -372,6 +480,12 @@ pub fn prune(
                 PruneError::InvalidConfig("the snip score needs a public data batch".to_string())
             })?;
             snip_scores(model, batch)?
+        }
+        PruneScore::Grasp => {
+            let batch = data.ok_or_else(|| {
+                PruneError::InvalidConfig("the grasp score needs a public data batch".to_string())
+            })?;
+            grasp_scores(model, batch)?
         }
     };
     mask_from_scores(store, &scores, cfg, None)

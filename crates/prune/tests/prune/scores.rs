@@ -363,3 +363,70 @@ fn synflow_runs_on_wrn_16_4_and_reports_standardised_layers() {
         }
     }
 }
+
+/// Closed-form Hessian-vector product of the summed cross-entropy of a bias-free linear model
+/// `z_i = W x_i`: `H V = sum_i [(diag(p_i) - p_i p_i^T) (V x_i)] x_i^T`.
+#[test]
+fn grasp_matches_the_closed_form_hessian_vector_product() {
+    let (d, k, b) = (6, 4, 8);
+    let model = Chain::new(&[d, k], false, Activation::Tanh, 21);
+    let (x, labels) = public_batch(&model, b, 22);
+    let s = sparsedp_prune::grasp_scores(&model, &DataBatch::public(&x, &labels)).unwrap();
+    let w = to_f64(model.store.value(model.weight(0)));
+    let xs = to_f64(&x);
+    let probs = |i: usize| -> Vec<f64> {
+        let z: Vec<f64> = (0..k)
+            .map(|r| (0..d).map(|c| w[r * d + c] * xs[i * d + c]).sum())
+            .collect();
+        let m = z.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+        let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
+        let t: f64 = e.iter().sum();
+        e.into_iter().map(|v| v / t).collect()
+    };
+    // g = sum_i (p_i - e_{y_i}) x_i^T
+    let mut g = vec![0.0; k * d];
+    for i in 0..b {
+        let p = probs(i);
+        for r in 0..k {
+            let err = p[r] - if labels[i] == r { 1.0 } else { 0.0 };
+            for c in 0..d {
+                g[r * d + c] += err * xs[i * d + c];
+            }
+        }
+    }
+    let mut hg = vec![0.0; k * d];
+    for i in 0..b {
+        let p = probs(i);
+        let u: Vec<f64> = (0..k)
+            .map(|r| (0..d).map(|c| g[r * d + c] * xs[i * d + c]).sum())
+            .collect();
+        let pu: f64 = p.iter().zip(&u).map(|(a, b)| a * b).sum();
+        for r in 0..k {
+            let a = p[r] * u[r] - p[r] * pu;
+            for c in 0..d {
+                hg[r * d + c] += a * xs[i * d + c];
+            }
+        }
+    }
+    let want: Vec<f64> = w.iter().zip(&hg).map(|(w, h)| w * h).collect();
+    assert_close(s.get(model.weight(0)), &want, 1.0, 2e-3, "grasp");
+    // Signed: GraSP scores are not magnitudes.
+    assert!(want.iter().any(|&v| v < 0.0) && want.iter().any(|&v| v > 0.0));
+
+    let err = sparsedp_prune::grasp_scores(&model, &DataBatch::private(&x, &labels)).unwrap_err();
+    assert!(
+        matches!(err, PruneError::PrivateData { score: "grasp" }),
+        "{err}"
+    );
+    let cfg = MaskConfig::global(0.5);
+    let err = prune(&model, &PruneScore::Grasp, &cfg, None).unwrap_err();
+    assert!(matches!(err, PruneError::InvalidConfig(_)));
+    let m = prune(
+        &model,
+        &PruneScore::Grasp,
+        &cfg,
+        Some(&DataBatch::public(&x, &labels)),
+    )
+    .unwrap();
+    assert_eq!(kept(&m, model.params())[model.weight(0).0], Some(12));
+}
