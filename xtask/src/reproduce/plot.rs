@@ -5,7 +5,7 @@
 //! PNG pixels come from plotters' in-memory bitmap backend and are encoded with the `png` crate.
 
 use super::report::CellResult;
-use super::suite::{Plan, PlotSpec};
+use super::suite::{Plan, PlotSpec, Reference};
 use anyhow::{Context, Result, anyhow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -21,6 +21,8 @@ pub struct Series {
     pub points: Vec<(f64, f64, f64)>,
     /// Means at non-numeric x labels (drawn as horizontal lines), `(label, mean)`.
     pub levels: Vec<(String, f64)>,
+    /// Published numbers for this series, `(x, accuracy, source)`, drawn as crosses.
+    pub published: Vec<(f64, f64, String)>,
 }
 
 /// One figure.
@@ -54,6 +56,7 @@ pub fn figures(
     suite_name: &str,
     plan: &Plan,
     spec: &PlotSpec,
+    references: &[Reference],
     cells: &[CellResult],
 ) -> Vec<Figure> {
     let means = super::report::by_labels(cells);
@@ -92,11 +95,25 @@ pub fn figures(
                 }
             }
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            // Published numbers at a numeric x whose other labels are this series' and figure's.
+            let published = references
+                .iter()
+                .filter_map(|r| {
+                    let x = r.at.get(&spec.x)?.parse::<f64>().ok()?;
+                    let fits = r.at.iter().all(|(a, l)| {
+                        a == &spec.x
+                            || (a == &spec.series && l == &s)
+                            || fixed.iter().any(|(fa, fl)| fa == a && fl == l)
+                    });
+                    fits.then(|| (x, r.accuracy, r.source.clone()))
+                })
+                .collect::<Vec<_>>();
             if !points.is_empty() || !levels.is_empty() {
                 series.push(Series {
                     name: format!("{} = {s}", spec.series),
                     points,
                     levels,
+                    published,
                 });
             }
         }
@@ -144,7 +161,12 @@ const PALETTE: [RGBColor; 8] = [
 
 /// Axis ranges with a margin: `(x0, x1, y0, y1)`.
 pub fn ranges(fig: &Figure) -> (f64, f64, f64, f64) {
-    let xs = fig.series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let xs = fig.series.iter().flat_map(|s| {
+        s.points
+            .iter()
+            .map(|p| p.0)
+            .chain(s.published.iter().map(|p| p.0))
+    });
     let (mut x0, mut x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
         (a.min(x), b.max(x))
     });
@@ -153,6 +175,7 @@ pub fn ranges(fig: &Figure) -> (f64, f64, f64, f64) {
             .iter()
             .flat_map(|p| [p.1 - p.2, p.1 + p.2])
             .chain(s.levels.iter().map(|l| l.1))
+            .chain(s.published.iter().map(|p| p.1))
     });
     let (mut y0, mut y1) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
         (a.min(y), b.max(y))
@@ -222,6 +245,17 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, fig: &Figure) -> Resul
                     ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, color.stroke_width(1), 8)
                 }))
                 .map_err(plot_err)?;
+        }
+        for (x, y, source) in &s.published {
+            chart
+                .draw_series(std::iter::once(Cross::new(
+                    (*x, *y),
+                    7,
+                    color.stroke_width(3),
+                )))
+                .map_err(plot_err)?
+                .label(format!("{}: published, {source}", s.name))
+                .legend(move |(x, y)| Cross::new((x + 10, y), 5, color.stroke_width(2)));
         }
         for (label, level) in &s.levels {
             chart
@@ -329,7 +363,23 @@ series = "dataset"
             command: String::new(),
         };
         let cells = vec![c("8", 96.0), c("1", 90.0), c("non-private", 98.0)];
-        let figs = figures("baselines", &plan, &s.plot[0], &cells);
+        let refs = vec![
+            Reference {
+                at: [("dataset", "mnist"), ("epsilon", "3")]
+                    .map(|(a, l)| (a.to_string(), l.to_string()))
+                    .into(),
+                accuracy: 98.1,
+                source: "TB".into(),
+            },
+            Reference {
+                at: [("dataset", "cifar10"), ("epsilon", "3")]
+                    .map(|(a, l)| (a.to_string(), l.to_string()))
+                    .into(),
+                accuracy: 59.2,
+                source: "TB".into(),
+            },
+        ];
+        let figs = figures("baselines", &plan, &s.plot[0], &refs, &cells);
         assert_eq!(figs.len(), 1);
         let f = &figs[0];
         assert_eq!(f.stem, "baselines-epsilon-by-dataset");
@@ -338,6 +388,7 @@ series = "dataset"
         assert_eq!(f.series[0].points[0].1, 91.0);
         assert!((f.series[0].points[0].2 - 2f64.sqrt()).abs() < 1e-12);
         assert_eq!(f.series[0].levels, vec![("non-private".to_string(), 99.0)]);
+        assert_eq!(f.series[0].published, vec![(3.0, 98.1, "TB".to_string())]);
         let (x0, x1, y0, y1) = ranges(f);
         assert!(x0 < 1.0 && x1 > 8.0 && y0 < 91.0 - 2f64.sqrt() && y1 > 99.0 && y1 <= 100.0);
     }
@@ -352,11 +403,13 @@ series = "dataset"
                     name: "score = random".into(),
                     points: vec![(0.1, 80.0, 1.0), (0.5, 85.0, 0.5), (1.0, 86.0, 0.0)],
                     levels: vec![("non-private".into(), 90.0)],
+                    published: vec![(0.5, 88.0, "Paper 2021".into())],
                 },
                 Series {
                     name: "score = magnitude".into(),
                     points: vec![(0.1, 82.0, 2.0), (1.0, 86.0, 1.0)],
                     levels: Vec::new(),
+                    published: Vec::new(),
                 },
             ],
             stem: "plot-test".into(),
