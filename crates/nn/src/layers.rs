@@ -320,7 +320,8 @@ impl GlobalAvgPool {
 /// **DP-SGD.** Dropout is compatible with DP-SGD: the keep mask comes from this layer's own
 /// seeded stream, never from the data, and each example's gradient is still clipped as a whole,
 /// so the sensitivity stays `C`. The layer is nevertheless *inactive by default*
-/// (`train == false`) and the trainer leaves it off unless asked, because (1) De et al. 2022 and
+/// (`train == false`; [`crate::models::WideResNetConfig::dropout`] defaults to 0), so DP training
+/// runs without it unless a caller switches it on explicitly, because (1) De et al. 2022 and
 /// the other DP-SGD CNN recipes this project reproduces train without it (the injected noise
 /// already regularises strongly), (2) the engines' equivalence guarantees assume that a
 /// per-example forward (the naive engine) and a batch forward see the same function, which
