@@ -38,7 +38,7 @@
 
 use super::common::TinyGnNet;
 use sparsedp_nn::layers::{Activation, Conv2d, GroupNorm, Init, Linear};
-use sparsedp_nn::models::{TramerBonehMnist, WideResNet, WideResNetConfig};
+use sparsedp_nn::models::{ResNet, ResNetConfig, TramerBonehMnist, WideResNet, WideResNetConfig};
 use sparsedp_nn::{BackwardMode, Model, ParamRole, ParamStore, Result, Tape, Var, WeightTransform};
 use sparsedp_tensor::{Conv2dParams, Pool2dParams, Tensor, TensorRng, UnaryOp};
 use std::ops::{Add, Div, Mul, Neg, Sub};
@@ -1021,4 +1021,69 @@ fn narrow_wide_resnet() {
 
 fn activation_of(x: &A, a: Activation) -> A {
     activation(x, a)
+}
+
+/// The post-activation GroupNorm ResNet, narrowed (stages of 1 block, widths 8 and 16, 6x6
+/// inputs), rebuilt from the parameter names: `conv -> GN -> act`, then blocks
+/// `conv1 -> GN -> act -> conv2 -> GN`, plus the identity or `1x1 conv -> GN`, then `act`.
+#[test]
+fn narrow_post_activation_resnet() {
+    let cfg = ResNetConfig {
+        blocks: vec![1, 1],
+        widths: vec![8, 16],
+        num_classes: 5,
+        input_shape: [3, 6, 6],
+        norm_groups: 4,
+        activation: Activation::Relu,
+        transform: None,
+    };
+    let mut m = ResNet::new(cfg, 7).unwrap();
+    randomise_norms(m.params_mut(), 8);
+    let x = randn(&[1, 3, 6, 6], 140);
+    let p1 = Conv2dParams::padded(1);
+    check(
+        "ResNet (post-activation, GroupNorm)",
+        m.params(),
+        &x,
+        &[4],
+        3,
+        &|t, x| m.forward(t, x),
+        &|p, x| {
+            let relu = |a: &A| act(a, UnaryOp::Relu);
+            let mut h = relu(&p.gn("stem_norm", &p.conv("stem", x, p1, None), 4));
+            for (stage, stride) in [(1, 1), (2, 2)] {
+                let b = format!("stage{stage}.block0");
+                let s = Conv2dParams {
+                    stride: [stride, stride],
+                    padding: [1, 1],
+                    ..Default::default()
+                };
+                let r = relu(&p.gn(
+                    &format!("{b}.norm1"),
+                    &p.conv(&format!("{b}.conv1"), &h, s, None),
+                    4,
+                ));
+                let r = p.gn(
+                    &format!("{b}.norm2"),
+                    &p.conv(&format!("{b}.conv2"), &r, p1, None),
+                    4,
+                );
+                let skip = if p.opt(&format!("{b}.shortcut.weight")).is_some() {
+                    let s1 = Conv2dParams {
+                        stride: [stride, stride],
+                        ..Default::default()
+                    };
+                    p.gn(
+                        &format!("{b}.shortcut_norm"),
+                        &p.conv(&format!("{b}.shortcut"), &h, s1, None),
+                        4,
+                    )
+                } else {
+                    h.clone()
+                };
+                h = relu(&add(&r, &skip));
+            }
+            p.linear("fc", &spatial_mean(&h))
+        },
+    );
 }
