@@ -36,6 +36,8 @@ pub struct LoadedParams {
     pub mask: Option<ParamMask>,
     /// The extra tensors, without their `extra.` prefix, sorted by name.
     pub extra: Vec<(String, Tensor)>,
+    /// The caller's metadata given to [`save_params_with_metadata`] (without `format`).
+    pub metadata: HashMap<String, String>,
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> PruneError {
@@ -81,7 +83,24 @@ pub fn save_params(
     mask: Option<&ParamMask>,
     extra: &[(String, Tensor)],
 ) -> Result<()> {
+    save_params_with_metadata(path, store, mask, extra, &HashMap::new())
+}
+
+/// [`save_params`] plus string metadata stored in the file's header (e.g. a trainer's step and
+/// accountant history); the key `format` is reserved.
+pub fn save_params_with_metadata(
+    path: &Path,
+    store: &ParamStore,
+    mask: Option<&ParamMask>,
+    extra: &[(String, Tensor)],
+    metadata: &HashMap<String, String>,
+) -> Result<()> {
     check_names(store)?;
+    if metadata.contains_key("format") {
+        return Err(PruneError::InvalidConfig(
+            "the metadata key 'format' is reserved".to_string(),
+        ));
+    }
     if let Some(m) = mask
         && m.len() != store.len()
     {
@@ -124,7 +143,8 @@ pub fn save_params(
                 .map_err(|e| format_err(path, format!("tensor '{n}': {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let meta = HashMap::from([("format".to_string(), FORMAT.to_string())]);
+    let mut meta = metadata.clone();
+    meta.insert("format".to_string(), FORMAT.to_string());
     let bytes =
         safetensors::serialize(views, Some(meta)).map_err(|e| format_err(path, e.to_string()))?;
     write_atomic(path, &bytes)
@@ -189,6 +209,10 @@ pub fn load_params_into(path: &Path, store: &mut ParamStore) -> Result<LoadedPar
     check_names(store)?;
     let bytes = fs::read(path).map_err(|e| io_err(path, e))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| format_err(path, e.to_string()))?;
+    let (_, header) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| format_err(path, e.to_string()))?;
+    let mut metadata = header.metadata().clone().unwrap_or_default();
+    metadata.remove("format");
     let mut values: Vec<Option<Tensor>> = vec![None; store.len()];
     let mut masks: Vec<Option<Tensor>> = vec![None; store.len()];
     let mut any_mask = false;
@@ -238,5 +262,9 @@ pub fn load_params_into(path: &Path, store: &mut ParamStore) -> Result<LoadedPar
             p.value = v;
         }
     }
-    Ok(LoadedParams { mask, extra })
+    Ok(LoadedParams {
+        mask,
+        extra,
+        metadata,
+    })
 }

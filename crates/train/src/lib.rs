@@ -5,7 +5,6 @@
 //! selection (`sparsedp-prune`, `sparsedp-select`), Gaussian noise on the active coordinates,
 //! and RDP accounting (`sparsedp-accountant`). The `sparsedp` binary is its command line.
 
-pub mod checkpoint;
 pub mod config;
 pub mod models;
 pub mod optim;

@@ -154,15 +154,8 @@ pub fn reinit_head(model: &mut dyn Model) -> Result<()> {
     Ok(())
 }
 
-/// Saves `model`'s weights and `mask` (safetensors; the format of `model.safetensors`).
+/// Saves `model`'s weights and `mask` (the format of `model.safetensors`).
 pub fn save_mask(path: &std::path::Path, model: &dyn Model, mask: &ParamMask) -> Result<()> {
-    let mut file = crate::checkpoint::TensorFile::default();
-    for (id, p) in model.params().iter() {
-        file.tensors
-            .push((format!("param/{}", p.name), p.value.clone()));
-        if let Some(m) = mask.get(id) {
-            file.tensors.push((format!("mask/{}", p.name), m.clone()));
-        }
-    }
-    file.write_atomic(path)
+    sparsedp_prune::io::save_params(path, model.params(), Some(mask), &[])?;
+    Ok(())
 }

@@ -14,7 +14,6 @@
 //! Every random choice (sampling, augmentation, selection, noise) is drawn from a stream derived
 //! from `(seed, step)`, so a run resumed from a checkpoint repeats an uninterrupted one exactly.
 
-use crate::checkpoint::TensorFile;
 use crate::config::TrainConfig;
 use crate::models;
 use crate::optim::{Ema, Optimizer, learning_rate};
@@ -30,7 +29,9 @@ use sparsedp_data::{
     PoissonSampler, RandomCrop, Split, public_private_split,
 };
 use sparsedp_nn::{ClipConfig, Engine, Model, ParamMask, Tape, batch_gradient, clip_batch};
+use sparsedp_prune::io::{load_params_into, save_params, save_params_with_metadata};
 use sparsedp_tensor::{Tensor, TensorRng};
+use std::collections::HashMap;
 use std::io::Write;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -233,7 +234,12 @@ struct Restored {
     history: Vec<Phase>,
 }
 
-const CHECKPOINT: &str = "checkpoint.safetensors";
+/// The checkpoint file in a run directory.
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+/// The final model file in a run directory.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// Metadata key of the checkpoint's training state (JSON).
+const CHECKPOINT_META: &str = "sparsedp.train";
 
 // Everything a checkpoint holds is passed explicitly, so nothing is saved by accident.
 #[allow(clippy::too_many_arguments)]
@@ -247,27 +253,21 @@ fn save_checkpoint(
     acc: Option<&RdpAccountant>,
     plan: &Plan,
 ) -> Result<()> {
-    let mut file = TensorFile::default();
+    let mut extra = Vec::new();
     for (id, p) in model.params().iter() {
-        file.tensors
-            .push((format!("param/{}", p.name), p.value.clone()));
         let shape = p.value.shape();
-        file.tensors.push((
+        extra.push((
             format!("optim.m/{}", p.name),
             Tensor::from_slice(&opt.m[id.0], shape)?,
         ));
         if !opt.v.is_empty() {
-            file.tensors.push((
+            extra.push((
                 format!("optim.v/{}", p.name),
                 Tensor::from_slice(&opt.v[id.0], shape)?,
             ));
         }
         if let Some(e) = ema {
-            file.tensors
-                .push((format!("ema/{}", p.name), e.values[id.0].clone()));
-        }
-        if let Some(m) = sparsity.pruning.get(id) {
-            file.tensors.push((format!("mask/{}", p.name), m.clone()));
+            extra.push((format!("ema/{}", p.name), e.values[id.0].clone()));
         }
     }
     let history: Vec<[f64; 3]> = acc
@@ -285,8 +285,15 @@ fn save_checkpoint(
         "sigma": plan.sigma,
         "q": plan.q,
     });
-    file.metadata.insert("sparsedp".into(), meta.to_string());
-    file.write_atomic(&dir.join(CHECKPOINT))
+    let metadata = HashMap::from([(CHECKPOINT_META.to_string(), meta.to_string())]);
+    save_params_with_metadata(
+        &dir.join(CHECKPOINT),
+        model.params(),
+        Some(&sparsity.pruning),
+        &extra,
+        &metadata,
+    )?;
+    Ok(())
 }
 
 fn load_checkpoint(
@@ -297,15 +304,18 @@ fn load_checkpoint(
     sparsity: &mut Sparsity,
 ) -> Result<Restored> {
     let path = dir.join(CHECKPOINT);
-    let file = TensorFile::read(&path)?;
+    let loaded = load_params_into(&path, model.params_mut())?;
     let meta: serde_json::Value = serde_json::from_str(
-        file.metadata
-            .get("sparsedp")
-            .with_context(|| format!("{} has no sparsedp metadata", path.display()))?,
+        loaded
+            .metadata
+            .get(CHECKPOINT_META)
+            .with_context(|| format!("{} is not a training checkpoint", path.display()))?,
     )?;
-    let get = |name: &str| -> Result<Tensor> {
-        file.get(name)
-            .cloned()
+    let extra: HashMap<&str, &Tensor> = loaded.extra.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let get = |name: &str| -> Result<Vec<f32>> {
+        extra
+            .get(name)
+            .map(|t| t.to_vec())
             .with_context(|| format!("{} lacks tensor {name}", path.display()))
     };
     let names: Vec<(sparsedp_nn::ParamId, String)> = model
@@ -313,25 +323,21 @@ fn load_checkpoint(
         .iter()
         .map(|(id, p)| (id, p.name.clone()))
         .collect();
-    let mut masks = Vec::new();
     for (id, name) in &names {
-        let v = get(&format!("param/{name}"))?;
-        if v.shape() != model.params().value(*id).shape() {
-            bail!("{}: parameter {name} has the wrong shape", path.display());
-        }
-        model.params_mut().get_mut(*id).value = v;
-        opt.m[id.0] = get(&format!("optim.m/{name}"))?.to_vec();
+        opt.m[id.0] = get(&format!("optim.m/{name}"))?;
         if !opt.v.is_empty() {
-            opt.v[id.0] = get(&format!("optim.v/{name}"))?.to_vec();
+            opt.v[id.0] = get(&format!("optim.v/{name}"))?;
         }
-        masks.push(file.get(&format!("mask/{name}")).cloned());
     }
     if let Some(e) = ema {
         for (id, name) in &names {
-            e.values[id.0] = get(&format!("ema/{name}"))?;
+            let v = get(&format!("ema/{name}"))?;
+            e.values[id.0] = Tensor::from_vec(v, model.params().value(*id).shape())?;
         }
     }
-    sparsity.pruning = ParamMask::new(model.params(), masks)?;
+    sparsity.pruning = loaded
+        .mask
+        .unwrap_or_else(|| ParamMask::dense(model.params()));
     opt.t = meta["optimizer_t"]
         .as_u64()
         .context("checkpoint: optimizer_t")?;
@@ -359,50 +365,21 @@ fn load_checkpoint(
 /// `model.safetensors` or a checkpoint) into `model`; returns the stored pruning mask.
 pub fn load_weights(path: &Path, model: &mut dyn Model) -> Result<ParamMask> {
     let file_path = if path.is_dir() {
-        let m = path.join("model.safetensors");
+        let m = path.join(MODEL_FILE);
         if m.exists() { m } else { path.join(CHECKPOINT) }
     } else {
         path.to_path_buf()
     };
-    let file = TensorFile::read(&file_path)?;
-    let names: Vec<(sparsedp_nn::ParamId, String)> = model
-        .params()
-        .iter()
-        .map(|(id, p)| (id, p.name.clone()))
-        .collect();
-    let mut masks = Vec::new();
-    for (id, name) in names {
-        let t = file
-            .get(&format!("param/{name}"))
-            .with_context(|| format!("{} lacks parameter {name}", file_path.display()))?;
-        if t.shape() != model.params().value(id).shape() {
-            bail!(
-                "{}: parameter {name} has shape {:?}, the model expects {:?}",
-                file_path.display(),
-                t.shape(),
-                model.params().value(id).shape()
-            );
-        }
-        model.params_mut().get_mut(id).value = t.clone();
-        masks.push(file.get(&format!("mask/{name}")).cloned());
-    }
-    Ok(ParamMask::new(model.params(), masks)?)
+    let loaded = load_params_into(&file_path, model.params_mut())?;
+    Ok(loaded
+        .mask
+        .unwrap_or_else(|| ParamMask::dense(model.params())))
 }
 
 /// Saves the final model (weights, or their EMA, and the pruning mask).
 fn save_model(dir: &Path, model: &dyn Model, sparsity: &Sparsity) -> Result<PathBuf> {
-    let mut file = TensorFile::default();
-    for (id, p) in model.params().iter() {
-        file.tensors
-            .push((format!("param/{}", p.name), p.value.clone()));
-        if let Some(m) = sparsity.pruning.get(id) {
-            file.tensors.push((format!("mask/{}", p.name), m.clone()));
-        }
-    }
-    file.metadata
-        .insert("format".into(), "sparsedp model v1".into());
-    let path = dir.join("model.safetensors");
-    file.write_atomic(&path)?;
+    let path = dir.join(MODEL_FILE);
+    save_params(&path, model.params(), Some(&sparsity.pruning), &[])?;
     Ok(path)
 }
 

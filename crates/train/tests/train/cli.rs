@@ -1,7 +1,7 @@
 //! The `sparsedp` binary: invalid configurations fail clearly; a NaN loss stops the run;
 //! kill -9 then `--resume` finishes with the same weights and epsilon as an uninterrupted run.
 
-use super::e2e::tempdir;
+use super::e2e::{load_model, tempdir};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -84,11 +84,10 @@ fn a_diverging_run_stops_with_a_message() {
 }
 
 fn params(dir: &Path) -> Vec<(String, Vec<f32>)> {
-    sparsedp::checkpoint::TensorFile::read(&dir.join("model.safetensors"))
-        .unwrap()
-        .tensors
-        .into_iter()
-        .map(|(n, t)| (n, t.to_vec()))
+    let (store, _) = load_model(dir);
+    store
+        .iter()
+        .map(|(_, p)| (p.name.clone(), p.value.to_vec()))
         .collect()
 }
 
@@ -140,7 +139,8 @@ fn kill_dash_nine_then_resume_matches_an_uninterrupted_run() {
         "the run finished before it was killed"
     );
     // Whatever the moment of the kill, the checkpoint on disk is complete.
-    sparsedp::checkpoint::TensorFile::read(&ckpt).expect("a complete checkpoint");
+    let mut probe = sparsedp::models::build("tb-mnist", 0).unwrap();
+    sparsedp_prune::io::load_params_into(&ckpt, probe.params_mut()).expect("a complete checkpoint");
 
     let out = sparsedp(&["train", "-q", "--resume", "--run-dir", b.to_str().unwrap()]);
     assert!(

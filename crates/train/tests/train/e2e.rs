@@ -2,7 +2,6 @@
 //! reported equals the accountant's for the steps taken; masked coordinates never change; noise
 //! goes to active coordinates only.
 
-use sparsedp::checkpoint::TensorFile;
 use sparsedp::trainer::{self, RunOptions, privatize};
 use sparsedp::{TrainConfig, models};
 use sparsedp_accountant::{FractionalSeries, Orders, Phase, RdpCurve};
@@ -52,13 +51,13 @@ fn epsilon_masks_and_steps_are_as_accounted() {
     assert!(got <= 3.0);
 
     // Pruned coordinates never changed; unpruned weights did.
-    let model = TensorFile::read(&dir.join("model.safetensors")).unwrap();
+    let (trained, mask) = load_model(&dir);
     let mut pruned_seen = 0usize;
     let mut moved = 0usize;
-    for (_, p) in init.params().iter() {
-        let now = model.get(&format!("param/{}", p.name)).unwrap().to_vec();
+    for (id, p) in init.params().iter() {
+        let now = trained.value(id).to_vec();
         let before = p.value.to_vec();
-        match model.get(&format!("mask/{}", p.name)) {
+        match mask.get(id) {
             Some(mask) => {
                 assert_eq!(p.role, ParamRole::Weight, "only weights are pruned");
                 for ((m, a), b) in mask.to_vec().iter().zip(&now).zip(&before) {
@@ -99,16 +98,13 @@ fn zero_pruned_weights_start_and_stay_at_zero() {
     cfg.pruning.zero_pruned = true;
     cfg.training.epochs = 0.1;
     trainer::train(&cfg, &dir, &RunOptions::default()).unwrap();
-    let model = TensorFile::read(&dir.join("model.safetensors")).unwrap();
+    let (trained, masks) = load_model(&dir);
     let mut zeros = 0usize;
-    for (name, mask) in model.tensors.iter().filter(|(n, _)| n.starts_with("mask/")) {
-        let w = model
-            .get(&format!("param/{}", &name[5..]))
-            .unwrap()
-            .to_vec();
-        for (m, v) in mask.to_vec().iter().zip(&w) {
+    for (id, p) in trained.iter() {
+        let Some(mask) = masks.get(id) else { continue };
+        for (m, v) in mask.to_vec().iter().zip(p.value.to_vec()) {
             if *m == 0.0 {
-                assert_eq!(*v, 0.0, "pruned weight of {name} is {v}");
+                assert_eq!(v, 0.0, "pruned weight of {} is {v}", p.name);
                 zeros += 1;
             }
         }
@@ -163,6 +159,13 @@ fn non_private_mode_trains_without_accounting() {
     assert_eq!(s.epsilon, None);
     assert_eq!(s.sigma, None);
     assert!(s.test_accuracy > 0.5, "{}", s.test_accuracy);
+}
+
+/// The trained parameters and the pruning mask stored in a run directory's model file.
+pub fn load_model(dir: &std::path::Path) -> (sparsedp_nn::ParamStore, ParamMask) {
+    let mut model = models::build("tb-mnist", 0).unwrap();
+    let mask = trainer::load_weights(dir, model.as_mut()).unwrap();
+    (model.params().clone(), mask)
 }
 
 pub fn tempdir(tag: &str) -> std::path::PathBuf {
