@@ -151,7 +151,7 @@ impl Trainer {
 
     /// Makes one run; its stdout and stderr go to `train.log` in the run directory.
     fn run_one(&self, job: &Job, meta: &serde_json::Value) -> Result<String> {
-        let _lock = Lock::take(&job.dir)?;
+        let _lock = Lock::wait_for(&job.dir, &job.name)?;
         if cache::state(&job.dir) == State::Done {
             return Ok("found finished (made by another xtask)".into());
         }
@@ -259,6 +259,24 @@ const LOCK: &str = "xtask.lock";
 struct Lock(PathBuf);
 
 impl Lock {
+    /// Takes the lock, waiting while another live xtask holds it.
+    fn wait_for(dir: &Path, name: &str) -> Result<Lock> {
+        let mut told = false;
+        loop {
+            match Lock::take(dir) {
+                Ok(l) => return Ok(l),
+                Err(e) if e.to_string().contains("being trained by another xtask") => {
+                    if !told {
+                        eprintln!("xtask: waiting: {name} is being trained by another xtask");
+                        told = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn take(dir: &Path) -> Result<Lock> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(LOCK);
