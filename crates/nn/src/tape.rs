@@ -143,8 +143,9 @@ impl<'a> Tape<'a> {
         }
     }
 
-    /// A tape on which activations and normalisations are the identity, so the recorded network
-    /// is linear in each weight (pooling and the affine maps stay). SynFlow (Tanaka et al. 2020)
+    /// A tape on which activations and normalisations (weight standardisation included) are the
+    /// identity, so the recorded network is linear in each weight (pooling, the affine maps and
+    /// weight tying stay). SynFlow (Tanaka et al. 2020)
     /// scores parameters on such a network with absolute weights and an all-ones input.
     pub fn linearized(params: &'a ParamStore) -> Self {
         Tape {
@@ -301,6 +302,8 @@ impl<'a> Tape<'a> {
         let w = self.params.value(id);
         match transform {
             None => Ok(Cow::Borrowed(w)),
+            // A linearised tape bypasses normalisations, weight standardisation included.
+            Some(t) if self.linearized && t.is_normalization() => Ok(Cow::Borrowed(w)),
             Some(t) => Ok(Cow::Owned(t.apply(w)?)),
         }
     }
@@ -554,6 +557,7 @@ impl<'a> Tape<'a> {
                         let gw = rec.input.conv2d_backward_weight(&g, kernel, params)?;
                         let gw = match &rec.transform {
                             None => gw,
+                            Some(t) if self.linearized && t.is_normalization() => gw,
                             Some(t) => t.vjp(self.params.value(rec.weight), &gw)?,
                         };
                         add_param_grad(&mut pgrads, rec.weight, gw)?;

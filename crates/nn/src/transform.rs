@@ -50,6 +50,16 @@ fn rows(w: &Tensor) -> Result<(usize, usize)> {
 }
 
 impl WeightTransform {
+    /// True for the standardisations, which normalise the weight rather than tie it:
+    /// [`crate::Tape::linearized`] bypasses them, as it bypasses activation normalisation, so
+    /// SynFlow's path products are products of the stored `|w|`.
+    pub fn is_normalization(&self) -> bool {
+        matches!(
+            self,
+            WeightTransform::Standardize { .. } | WeightTransform::ScaledStandardize { .. }
+        )
+    }
+
     /// `(eps, c)` with `s = sqrt(c * var + eps)`: `c = 1` (standardise) or `c = d` (scaled).
     fn spec(&self, d: usize) -> (f32, f64) {
         match *self {

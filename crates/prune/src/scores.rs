@@ -260,9 +260,10 @@ pub struct SynflowScores {
     pub log_scale: f64,
     /// The path sum `R'` of the (rescaled) network.
     pub objective: f64,
-    /// Weights whose layer applies a weight transform (e.g. weight standardisation): there the
-    /// network sees `T(|w|)`, so `R` is not a path product of `|w|` and the scores are only
-    /// SynFlow-like. They are not rescaled (standardisation is scale-invariant).
+    /// Weights whose layer keeps a weight transform on the linearised tape: weight tying by an
+    /// index map (equivariant convolutions), where `R` is a path product of the tied `|w|`.
+    /// They are not rescaled. Weight standardisation is bypassed on linearised tapes (it is a
+    /// normalisation), so standardised layers are exact SynFlow and are not listed.
     pub transformed: Vec<String>,
 }
 
@@ -274,10 +275,10 @@ pub struct SynflowScores {
 /// score `|w * dR/dw|`.
 ///
 /// Zeroing biases makes `R` a pure path sum of the weights (and homogeneous, which the
-/// rescaling relies on). Layers with a weight transform (weight standardisation, e.g. every
-/// conv of `sparsedp_nn::models::WideResNet`) apply it to `|w|`, because the linearised tape
-/// keeps transforms; autograd goes through it, but `R` is then no longer a path product of
-/// `|w|` there. Such weights are listed in [`SynflowScores::transformed`] and not rescaled.
+/// rescaling relies on). Weight standardisation (every conv of
+/// `sparsedp_nn::models::WideResNet`) is bypassed by the linearised tape like any other
+/// normalisation, so `R` stays a path product of `|w|`; weight-tying transforms are kept and
+/// listed in [`SynflowScores::transformed`].
 ///
 /// **Reads:** the weights and the architecture; no data. **Privacy cost:** none.
 pub fn synflow_scores(
@@ -304,7 +305,7 @@ pub fn synflow_scores(
         let mut ids: Vec<usize> = tape
             .layers()
             .iter()
-            .filter(|l| l.transform.is_some())
+            .filter(|l| l.transform.as_ref().is_some_and(|t| !t.is_normalization()))
             .map(|l| l.weight.0)
             .collect();
         ids.sort_unstable();

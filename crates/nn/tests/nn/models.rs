@@ -153,3 +153,41 @@ fn dropout_is_identity_unless_training_and_scales_kept_units() {
     assert_ne!(tape.value(y), tape.value(y3));
     assert!(Dropout::new(1.0, 0).is_err());
 }
+
+#[test]
+fn linearized_tapes_bypass_weight_standardisation() {
+    use sparsedp_nn::layers::{Conv2d, Init};
+    use sparsedp_nn::{ParamStore, WeightTransform};
+    use sparsedp_tensor::{Conv2dParams, TensorRng};
+    let mut rng = TensorRng::seeded(3);
+    let mut store = ParamStore::new();
+    let conv = Conv2d::new(
+        &mut store,
+        "c",
+        2,
+        3,
+        3,
+        Conv2dParams::padded(1),
+        false,
+        Init::PyTorch,
+        &mut rng,
+    )
+    .unwrap();
+    let x = Tensor::randn(&[1, 2, 5, 5], 0.0, 1.0, &mut rng).unwrap();
+    let run = |tape: &mut Tape<'_>, t: Option<WeightTransform>| {
+        let v = tape.input(x.clone());
+        let y = tape
+            .conv2d(v, conv.weight, None, Conv2dParams::padded(1), t)
+            .unwrap();
+        tape.value(y).to_vec()
+    };
+    let ws = Some(WeightTransform::Standardize { eps: 1e-5 });
+    let plain = run(&mut Tape::new(&store), None);
+    let standardised = run(&mut Tape::new(&store), ws.clone());
+    let linearized = run(&mut Tape::linearized(&store), ws);
+    assert_ne!(plain, standardised);
+    assert_eq!(
+        plain, linearized,
+        "a linearised tape applies the stored weight"
+    );
+}
