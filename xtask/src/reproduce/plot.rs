@@ -117,7 +117,8 @@ pub fn figures(
                 });
             }
         }
-        if series.iter().all(|s| s.points.is_empty()) {
+        // A line needs two points: a grid cut to one x value (a quick profile) draws nothing.
+        if series.iter().all(|s| s.points.len() < 2) {
             continue;
         }
         let what = fixed
@@ -390,6 +391,9 @@ series = "dataset"
         assert_eq!(f.series[0].levels, vec![("non-private".to_string(), 99.0)]);
         assert_eq!(f.series[0].published, vec![(3.0, 98.1, "TB".to_string())]);
         let (x0, x1, y0, y1) = ranges(f);
+        // One epsilon left: no figure.
+        let one = vec![c("8", 96.0), c("non-private", 98.0)];
+        assert!(figures("baselines", &plan, &s.plot[0], &refs, &one).is_empty());
         assert!(x0 < 1.0 && x1 > 8.0 && y0 < 91.0 - 2f64.sqrt() && y1 > 99.0 && y1 <= 100.0);
     }
 
