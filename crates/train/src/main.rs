@@ -342,7 +342,7 @@ fn info(a: InfoArgs) -> Result<()> {
     }
     println!("models:");
     for (n, d) in models::MODELS {
-        println!("  {n:<12} {d}");
+        println!("  {n:<16} {d}");
     }
     println!("presets:");
     for (n, d) in presets::PRESETS {
