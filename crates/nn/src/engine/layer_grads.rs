@@ -255,18 +255,21 @@ pub fn sq_norms_of_raw(
     mask: Option<&Tensor>,
     raw: &Tensor,
 ) -> Result<Vec<f32>> {
-    let n = raw.shape()[0];
     if mask.is_none()
         && let Some(t) = &rec.transform
         && let Some(norms) = standardized_sq_norms(t, weight, raw)
     {
         return Ok(norms);
     }
-    let full = transform_and_mask(rec, weight, mask, raw.clone())?;
-    Ok(full
-        .into_reshape(&[n, weight.numel()])?
-        .row_sq_norms()?
-        .to_vec())
+    let transformed = match &rec.transform {
+        Some(t) => Cow::Owned(t.vjp(weight, raw)?),
+        None => Cow::Borrowed(raw),
+    };
+    let full = match mask {
+        Some(m) => Cow::Owned(transformed.mul(m)?),
+        None => transformed,
+    };
+    Ok(full.row_sq_norms()?.to_vec())
 }
 
 /// Per-example `||J^T G_i||^2` for (scaled) weight standardisation without forming `J^T G_i`.
@@ -377,18 +380,24 @@ pub fn materialized_grads(
     mask: Option<&Tensor>,
     chunk: usize,
 ) -> Result<(Vec<f32>, Tensor)> {
+    // The whole batch in one call: the result is kept anyway, and one call avoids copying
+    // chunks of the layer's input and output gradient (`chunk` only bounds transient memory).
+    let _ = chunk;
     let wshape = applied_shape(rec, weight);
-    let numel = wshape.iter().product::<usize>();
-    let mut all = Vec::with_capacity(dm.b * numel);
-    let mut norms = Vec::with_capacity(dm.b);
-    for_each_raw_per_example_grad(rec, dm, &wshape, chunk, |_, raw| {
-        norms.extend(sq_norms_of_raw(rec, weight, mask, &raw)?);
-        all.extend_from_slice(&raw.into_vec());
+    let mut kept = None;
+    for_each_raw_per_example_grad(rec, dm, &wshape, dm.b, |_, raw| {
+        kept = Some(raw);
         Ok(())
     })?;
-    let mut shape = vec![dm.b];
-    shape.extend_from_slice(&wshape);
-    Ok((norms, Tensor::from_vec(all, &shape)?))
+    let raw = match kept {
+        Some(raw) => raw,
+        None => {
+            let mut shape = vec![0];
+            shape.extend_from_slice(&wshape);
+            Tensor::zeros(&shape)
+        }
+    };
+    Ok((sq_norms_of_raw(rec, weight, mask, &raw)?, raw))
 }
 
 /// `M o J^T (sum_i c_i G_i)` from raw per-example gradients `[B, ...weight shape]`: the
@@ -397,10 +406,10 @@ pub fn raw_clipped_sum(
     rec: &LayerRecord,
     weight: &Tensor,
     mask: Option<&Tensor>,
-    raw: &Tensor,
+    raw: Tensor,
     factors: &[f32],
 ) -> Result<Tensor> {
-    transform_and_mask(rec, weight, mask, weighted_sum(raw, factors, None)?)
+    transform_and_mask(rec, weight, mask, weighted_sum_owned(raw, factors)?)
 }
 
 /// `sum_i c_i (M o J^T G_i)` from materialised per-example gradients (Opacus-style),
@@ -487,7 +496,7 @@ pub fn cheap_per_example_grads(
             let s = g.shape();
             let bias = match rec.bias {
                 Some(_) => {
-                    let per_row = g.reshape(&[n, s[1], s[2] * s[3]])?.sum_axis(2, false)?;
+                    let per_row = trailing_sums(g)?;
                     // A bias shared per field: sum the field's channels.
                     Some(fold_fields(sum_views(per_row, s[1])?, rec.bias_field)?)
                 }
@@ -502,10 +511,24 @@ pub fn cheap_per_example_grads(
                 .mul(&rec.input)?
                 .into_reshape(&[n, c, spatial])?
                 .sum_axis(2, false)?;
-            let beta = g.reshape(&[n, c, spatial])?.sum_axis(2, false)?;
+            let beta = trailing_sums(g)?;
             Ok((Some(sum_views(gamma, c)?), Some(sum_views(beta, c)?)))
         }
     }
+}
+
+/// `[N, C, ...] -> [N, C]`: sums over the trailing axes, one axis at a time from the last, so a
+/// borrowed tensor is read in place instead of copied by a reshape.
+fn trailing_sums(t: &Tensor) -> Result<Tensor> {
+    let rank = t.rank();
+    if rank <= 2 {
+        return Ok(t.clone());
+    }
+    let mut acc = t.sum_axis(rank - 1, false)?;
+    for ax in (2..rank - 1).rev() {
+        acc = acc.sum_axis(ax, false)?;
+    }
+    Ok(acc)
 }
 
 /// Masked per-example squared norms `[B]` of per-example gradients `[B, ...]`.
@@ -523,6 +546,18 @@ pub fn sq_norms_of(per_example: &Tensor, mask: Option<&Tensor>) -> Result<Vec<f3
         .into_reshape(&[b, per_example.numel() / b.max(1)])?
         .row_sq_norms()?
         .to_vec())
+}
+
+/// `sum_i c_i x_i` of owned per-example values `[B, ...]` (no copy for the `[B, rest]` view).
+pub fn weighted_sum_owned(per_example: Tensor, factors: &[f32]) -> Result<Tensor> {
+    let b = per_example.shape()[0];
+    let rest: Vec<usize> = per_example.shape()[1..].to_vec();
+    let numel = per_example.numel();
+    let c = Tensor::from_slice(factors, &[1, b])?;
+    Ok(
+        c.matmul(&per_example.into_reshape(&[b, numel / b.max(1)])?)?
+            .into_reshape(&rest)?,
+    )
 }
 
 /// `sum_i c_i x_i` of per-example values `[B, ...]`, masked.

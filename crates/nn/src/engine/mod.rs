@@ -499,7 +499,7 @@ fn vectorised(
             if let Some(dm) = lg::dims(rec, b, k) {
                 let weight = params.value(rec.weight);
                 let m = mask.get(rec.weight);
-                sums[rec.weight.0] = if let Some(raw) = &kept[l] {
+                sums[rec.weight.0] = if let Some(raw) = kept[l].take() {
                     lg::raw_clipped_sum(rec, weight, m, raw, c)?
                 } else if engine == Engine::Materialize {
                     lg::materialized_clipped_sum(rec, &dm, weight, m, cfg.chunk, c)?
