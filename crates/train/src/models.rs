@@ -5,7 +5,7 @@ use sparsedp_nn::Model;
 use sparsedp_nn::equivariant::Group;
 use sparsedp_nn::models::{
     EquivariantResNet9, EquivariantResNet9Config, EquivariantTramerBoneh,
-    EquivariantTramerBonehConfig, TramerBonehCifar, TramerBonehMnist,
+    EquivariantTramerBonehConfig, ResNet, TramerBonehCifar, TramerBonehMnist, WideResNet,
 };
 
 /// `(name, description)` of every model.
@@ -38,6 +38,11 @@ pub const MODELS: &[(&str, &str)] = &[
         "resnet9-p4m",
         "resnet9 with p4m group convs (8-64 fields of 8), invariant head, 821,650 parameters",
     ),
+    (
+        "wrn-16-4",
+        "WideResNet-16-4 with GroupNorm(16) and weight standardisation (De et al. 2022), 3x32x32, 2,751,562 parameters",
+    ),
+    ("resnet18", "ResNet-18 with GroupNorm for 3x32x32 inputs"),
 ];
 
 /// Errors unless `name` is a known model.
@@ -55,6 +60,8 @@ pub fn build(name: &str, seed: u64) -> Result<Box<dyn Model>> {
     check_name(name)?;
     Ok(match name {
         "tb-mnist" => Box::new(TramerBonehMnist::new(seed)?),
+        "wrn-16-4" => Box::new(WideResNet::wrn16_4(seed)?),
+        "resnet18" => Box::new(ResNet::resnet18(seed)?),
         "tb-cifar10" => Box::new(TramerBonehCifar::new(seed)?),
         "tb-cifar10-p4" => Box::new(EquivariantTramerBoneh::new(
             EquivariantTramerBonehConfig::cifar10(Group::C4),
