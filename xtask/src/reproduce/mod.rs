@@ -30,8 +30,8 @@ pub enum Device {
 pub struct Args {
     /// Suite name (a file xtask/suites/<NAME>.toml) or a path to a suite file.
     pub suite: String,
-    /// `quick` (small grids, few epochs: minutes to an hour on 2 cores) or `full` (the
-    /// published setups).
+    /// `quick` (small grids, 1 epoch: minutes to an hour on 2 cores), `full` (the published
+    /// setups), or another profile the suite file declares (`medium` in some).
     #[arg(long, default_value = "quick")]
     pub profile: String,
     /// Compute backend.

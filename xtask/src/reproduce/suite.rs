@@ -476,7 +476,7 @@ pub fn expand(suite: &Suite, profile: &str) -> Result<Plan> {
         cells.push(Cell {
             labels,
             preset,
-            set,
+            set: last_wins(set),
         });
         // Odometer, last axis fastest.
         let mut i = axes.len();
@@ -492,7 +492,7 @@ pub fn expand(suite: &Suite, profile: &str) -> Result<Plan> {
                             name: p.name.clone(),
                             when: p.when.clone(),
                             preset: p.preset.clone(),
-                            set,
+                            set: last_wins(set),
                         }
                     })
                     .collect::<Vec<_>>();
@@ -515,6 +515,20 @@ pub fn expand(suite: &Suite, profile: &str) -> Result<Plan> {
             index[i] = 0;
         }
     }
+}
+
+/// Drops overrides of a key that a later override sets again (the trainer applies them in
+/// order, so the result is the same; the printed commands get shorter).
+pub fn last_wins(set: Vec<String>) -> Vec<String> {
+    let key = |o: &str| o.split_once('=').map(|(k, _)| k.trim().to_string());
+    let mut out: Vec<String> = Vec::new();
+    for (i, o) in set.iter().enumerate() {
+        let k = key(o);
+        if k.is_none() || !set[i + 1..].iter().any(|later| key(later) == k) {
+            out.push(o.clone());
+        }
+    }
+    out
 }
 
 /// The `@NAME` a override refers to, if any.
@@ -595,13 +609,14 @@ columns = "epsilon"
         let p = expand(&s, "quick").unwrap();
         assert_eq!(p.cells.len(), 4);
         assert_eq!(p.axes[1].1, vec!["3", "non-private"]);
+        // The profile's epochs override the suite's; the earlier override is dropped.
         assert_eq!(
             p.cells[0].set,
-            vec![
-                "training.epochs=2",
-                "training.epochs=1",
-                "privacy.epsilon=3"
-            ]
+            vec!["training.epochs=1", "privacy.epsilon=3"]
+        );
+        assert_eq!(
+            last_wins(vec!["a.b=1".into(), "c.d=2".into(), "a.b = 3".into()]),
+            vec!["c.d=2", "a.b = 3"]
         );
     }
 
