@@ -262,6 +262,9 @@ impl Plan {
         have.retain(|l| labels.contains(l));
         self.cells
             .retain(|c| c.label(axis).is_some_and(|l| labels.iter().any(|x| x == l)));
+        // Pretraining runs that no remaining cell starts from are not needed.
+        let cells = &self.cells;
+        self.pretrain.retain(|p| cells.iter().any(|c| p.serves(c)));
         Ok(())
     }
 }
@@ -702,6 +705,14 @@ columns = "epsilon"
         let mnist_only = mnist_only.replace("\"mnist\" }, ]", "\"mnist\" }]");
         let plan = expand(&parse(&mnist_only).unwrap(), "full").unwrap();
         assert_eq!(plan.pretrain.len(), 1);
+        // --only epsilon=... keeps the MNIST cells and so the pretraining run; a suite whose
+        // pretraining serves only cells cut away drops it.
+        let mut cut = plan.clone();
+        cut.restrict("epsilon", &["3".into()]).unwrap();
+        assert_eq!(cut.pretrain.len(), 1);
+        cut.pretrain[0].when.insert("epsilon".into(), "1".into());
+        cut.restrict("epsilon", &["3".into()]).unwrap();
+        assert!(cut.pretrain.is_empty());
         assert_eq!(plan.pretrain[0].preset, "tb-fashion-mnist");
         let cell = &plan.cells[2];
         assert_eq!(pretrain_for(&plan.pretrain, cell, "pre").unwrap(), 0);
