@@ -233,10 +233,16 @@ pub fn run(args: &Args) -> Result<()> {
         let when = p
             .when
             .iter()
-            .map(|(a, l)| format!(" {a}={l}"))
-            .collect::<String>();
+            .map(|(a, l)| format!("{a}={l}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let serves = if when.is_empty() {
+            String::new()
+        } else {
+            format!(" (for {when})")
+        };
         pre_jobs.push(Job {
-            name: format!("pretrain {}{when}", p.name),
+            name: format!("pretrain @{} with preset {}{serves}", p.name, p.preset),
             preset: p.preset.clone(),
             set: p.set.clone(),
             dir,
