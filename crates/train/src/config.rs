@@ -44,6 +44,9 @@ pub struct DataConfig {
     /// Fraction of the training set held out as *public* data (for SNIP or public-gradient
     /// selection); the rest is the private training set. 0 disables the split.
     pub public_fraction: f64,
+    /// `private` (default): train on the private part; `public`: train on the public split
+    /// (e.g. non-private pretraining before private fine-tuning with `model.init_from`).
+    pub train_on: String,
 }
 
 /// `[model]`
@@ -174,6 +177,7 @@ impl Default for DataConfig {
             flip: false,
             views: 1,
             public_fraction: 0.0,
+            train_on: "private".into(),
         }
     }
 }
@@ -328,6 +332,10 @@ impl TrainConfig {
             &d.dataset,
             &["mnist-subset", "mnist", "fashion-mnist", "cifar10"],
         )?;
+        one_of("data.train_on", &d.train_on, &["private", "public"])?;
+        if d.train_on == "public" && d.public_fraction == 0.0 {
+            bail!("data.train_on = 'public' needs a public split: set data.public_fraction");
+        }
         if d.views == 0 {
             bail!("data.views must be at least 1");
         }

@@ -99,6 +99,12 @@ pub fn load_data(cfg: &TrainConfig) -> Result<RunData> {
     } else {
         (train, None)
     };
+    let (train, public) = match (cfg.data.train_on.as_str(), public) {
+        // Training on the public split: it becomes the training set, and nothing else of the
+        // training data is touched.
+        ("public", Some(p)) => (Arc::try_unwrap(p).unwrap_or_else(|p| (*p).clone()), None),
+        (_, p) => (train, p),
+    };
     Ok(RunData {
         train: Arc::new(train),
         public,

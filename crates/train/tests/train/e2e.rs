@@ -178,3 +178,26 @@ pub fn tempdir(tag: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+#[test]
+fn training_on_the_public_split_uses_only_it() {
+    let dir = tempdir("public");
+    let mut cfg = small_config();
+    cfg.data.public_fraction = 0.25;
+    cfg.data.train_on = "public".into();
+    cfg.privacy.enabled = false;
+    cfg.pruning.score = "none".into();
+    cfg.selection.selector = "none".into();
+    let s = trainer::train(&cfg, &dir, &RunOptions::default()).unwrap();
+    assert_eq!(
+        s.train_examples, 1000,
+        "a quarter of the 4,000 training examples"
+    );
+    cfg.data.public_fraction = 0.0;
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("public_fraction")
+    );
+}
