@@ -69,9 +69,12 @@ pub struct ModelConfig {
 pub struct PrivacyConfig {
     /// `false`: non-private baseline (same code path, no clipping, no noise, no accounting).
     pub enabled: bool,
-    /// Target epsilon: sigma is calibrated for the planned steps. Give this or `noise_multiplier`.
+    /// Target epsilon: sigma is calibrated for the planned steps. With `noise_multiplier` also
+    /// given, sigma is that value and epsilon is a cap: the run stops before a step that would
+    /// exceed it.
     pub epsilon: Option<f64>,
-    /// Noise multiplier sigma (noise std / clipping norm); epsilon is then reported.
+    /// Noise multiplier sigma (noise std / clipping norm); epsilon is then reported (and capped
+    /// if `epsilon` is given too).
     pub noise_multiplier: Option<f64>,
     /// Delta; default: 1e-5 when that is below 1/N, else 1/(10 N).
     pub delta: Option<f64>,
@@ -348,18 +351,18 @@ impl TrainConfig {
         crate::models::check_name(&self.model.name)?;
         let p = &self.privacy;
         if p.enabled {
-            match (p.epsilon, p.noise_multiplier) {
-                (Some(_), Some(_)) => bail!(
-                    "give privacy.epsilon (to calibrate sigma) or privacy.noise_multiplier, not both"
-                ),
-                (None, None) => bail!("give privacy.epsilon or privacy.noise_multiplier"),
-                (Some(e), None) if !(e.is_finite() && e > 0.0) => {
-                    bail!("privacy.epsilon must be a positive number, got {e}")
-                }
-                (None, Some(s)) if !(s.is_finite() && s > 0.0) => {
-                    bail!("privacy.noise_multiplier must be a positive number, got {s}")
-                }
-                _ => {}
+            if p.epsilon.is_none() && p.noise_multiplier.is_none() {
+                bail!("give privacy.epsilon or privacy.noise_multiplier");
+            }
+            if let Some(e) = p.epsilon
+                && !(e.is_finite() && e > 0.0)
+            {
+                bail!("privacy.epsilon must be a positive number, got {e}");
+            }
+            if let Some(s) = p.noise_multiplier
+                && !(s.is_finite() && s > 0.0)
+            {
+                bail!("privacy.noise_multiplier must be a positive number, got {s}");
             }
             if let Some(delta) = p.delta
                 && !(delta > 0.0 && delta < 1.0)

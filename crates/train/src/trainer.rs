@@ -168,7 +168,8 @@ pub fn plan(cfg: &TrainConfig, n: usize) -> Result<Plan> {
         });
     }
     let sigma = match (p.epsilon, p.noise_multiplier) {
-        (Some(eps), _) => {
+        (_, Some(s)) => s,
+        (Some(eps), None) => {
             let options = CalibrationOptions {
                 orders: orders(&p.orders),
                 epsilon_tolerance: (eps * 1e-3).min(0.01),
@@ -176,7 +177,6 @@ pub fn plan(cfg: &TrainConfig, n: usize) -> Result<Plan> {
             };
             calibrate_sigma(eps, delta, q, steps, &options)?.sigma
         }
-        (None, Some(s)) => s,
         (None, None) => bail!("give privacy.epsilon or privacy.noise_multiplier"),
     };
     Ok(Plan {

@@ -201,3 +201,47 @@ fn training_on_the_public_split_uses_only_it() {
             .contains("public_fraction")
     );
 }
+
+#[test]
+fn a_fixed_sigma_run_stops_before_exceeding_its_epsilon_cap() {
+    let dir = tempdir("cap");
+    let mut cfg = small_config();
+    cfg.training.epochs = 2.0; // 32 steps planned
+    cfg.privacy.noise_multiplier = Some(0.8);
+    cfg.privacy.epsilon = Some(2.0);
+    let s = trainer::train(&cfg, &dir, &RunOptions::default()).unwrap();
+    let eps = s.epsilon.unwrap();
+    assert!(
+        s.steps < s.planned_steps,
+        "{} of {} steps",
+        s.steps,
+        s.planned_steps
+    );
+    assert!(
+        s.stopped_early
+            .as_deref()
+            .unwrap()
+            .contains("would spend epsilon")
+    );
+    assert!(eps <= 2.0, "spent {eps}");
+    // One more step would have exceeded the cap.
+    let next = RdpCurve::of_phase(
+        &Orders::opacus(),
+        Phase::new(256.0 / 4000.0, 0.8, s.steps + 1).unwrap(),
+        FractionalSeries::AbsoluteBound,
+    )
+    .unwrap()
+    .epsilon(s.delta.unwrap())
+    .unwrap()
+    .epsilon;
+    assert!(next > 2.0, "step {} would spend {next}", s.steps + 1);
+}
+
+#[test]
+fn delta_defaults_below_one_over_n() {
+    assert_eq!(trainer::default_delta(4_000), 1e-5);
+    assert_eq!(trainer::default_delta(60_000), 1e-5);
+    let n = 500_000;
+    let d = trainer::default_delta(n);
+    assert!(d < 1.0 / n as f64 && d == 0.1 / n as f64);
+}
