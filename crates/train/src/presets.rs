@@ -41,37 +41,9 @@ pub fn preset(name: &str) -> Result<TrainConfig> {
             c.selection.selector = "random".into();
             c.selection.rate = 0.5;
         }
-        "tb-mnist" | "tb-fashion-mnist" => {
-            c.data.dataset = if name == "tb-mnist" {
-                "mnist"
-            } else {
-                "fashion-mnist"
-            }
-            .into();
-            c.model.name = "tb-mnist".into();
-            c.privacy.epsilon = Some(3.0);
-            c.privacy.delta = Some(1e-5);
-            c.privacy.clip_norm = 0.1;
-            c.training.batch_size = 512;
-            c.training.physical_batch = 512;
-            c.training.epochs = 40.0;
-            c.training.lr = 0.5;
-            c.training.momentum = 0.9;
-            c.training.eval_every = 500;
-        }
-        "tb-cifar10" => {
-            c.data.dataset = "cifar10".into();
-            c.model.name = "tb-cifar10".into();
-            c.privacy.epsilon = Some(3.0);
-            c.privacy.delta = Some(1e-5);
-            c.privacy.clip_norm = 0.1;
-            c.training.batch_size = 512;
-            c.training.physical_batch = 128;
-            c.training.epochs = 30.0;
-            c.training.lr = 4.0;
-            c.training.momentum = 0.9;
-            c.training.eval_every = 500;
-        }
+        "tb-mnist" => tramer_boneh(&mut c, "mnist", "tb-mnist", 40.0, 0.5, 512),
+        "tb-fashion-mnist" => tramer_boneh(&mut c, "fashion-mnist", "tb-mnist", 40.0, 0.5, 512),
+        "tb-cifar10" => tramer_boneh(&mut c, "cifar10", "tb-cifar10", 30.0, 4.0, 128),
         "wrn-cifar10" => {
             c.data.dataset = "cifar10".into();
             c.data.crop_padding = 4;
@@ -99,4 +71,28 @@ pub fn preset(name: &str) -> Result<TrainConfig> {
         }
     }
     Ok(c)
+}
+
+/// The recipe shared by Tramer & Boneh's end-to-end CNN setups: epsilon 3 at delta 1e-5,
+/// C = 0.1, Poisson batches of 512, SGD with momentum 0.9, dense; the dataset, model, epochs,
+/// learning rate and physical chunk differ.
+fn tramer_boneh(
+    c: &mut TrainConfig,
+    dataset: &str,
+    model: &str,
+    epochs: f64,
+    lr: f32,
+    physical_batch: usize,
+) {
+    c.data.dataset = dataset.into();
+    c.model.name = model.into();
+    c.privacy.epsilon = Some(3.0);
+    c.privacy.delta = Some(1e-5);
+    c.privacy.clip_norm = 0.1;
+    c.training.batch_size = 512;
+    c.training.physical_batch = physical_batch;
+    c.training.epochs = epochs;
+    c.training.lr = lr;
+    c.training.momentum = 0.9;
+    c.training.eval_every = 500;
 }
