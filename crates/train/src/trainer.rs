@@ -559,9 +559,13 @@ pub fn train(cfg: &TrainConfig, dir: &Path, opts: &RunOptions) -> Result<Summary
         if skip_step {
             continue;
         }
-        let b = &c.batch;
+        let last_in_step = c.is_last_in_step();
+        let logical_batch_size = c.logical_batch_size;
+        let b = c.batch;
         if !b.is_empty() {
-            let x = Tensor::from_vec(b.data.clone(), &b.shape)?;
+            let examples = b.examples();
+            // The chunk is owned and not read again: its pixels move into the tensor.
+            let x = Tensor::from_vec(b.data, &b.shape)?;
             let labels: Vec<usize> = b.labels.iter().map(|&l| l as usize).collect();
             if dp {
                 let out = clip_batch(engine, model.as_ref(), &x, &labels, &active, &clip)
@@ -582,9 +586,9 @@ pub fn train(cfg: &TrainConfig, dir: &Path, opts: &RunOptions) -> Result<Summary
                 step_loss.0 += losses.iter().map(|&l| f64::from(l)).sum::<f64>();
                 step_loss.1 += losses.len();
             }
-            processed += b.examples();
+            processed += examples;
         }
-        if !c.is_last_in_step() {
+        if !last_in_step {
             continue;
         }
         // Noise on the active coordinates, then the expected-batch-size average.
@@ -629,7 +633,7 @@ pub fn train(cfg: &TrainConfig, dir: &Path, opts: &RunOptions) -> Result<Summary
             "step": done,
             "epoch": done as f64 * plan.q,
             "loss": loss,
-            "batch_size": c.logical_batch_size,
+            "batch_size": logical_batch_size,
             "epsilon": eps,
             "lr": lr,
             "clip_fraction": step_clipped.0 as f64 / step_clipped.1.max(1) as f64,
