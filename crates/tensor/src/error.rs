@@ -67,6 +67,14 @@ pub enum TensorError {
     },
     /// The operating system's entropy source failed (secure RNG mode).
     Entropy(String),
+    /// A device backend failed: no adapter, a buffer beyond the adapter's limits, a lost
+    /// device or a GPU validation error.
+    Device {
+        /// Operation name.
+        op: &'static str,
+        /// What the backend reported.
+        reason: String,
+    },
 }
 
 impl fmt::Display for TensorError {
@@ -99,6 +107,7 @@ impl fmt::Display for TensorError {
                 )
             }
             TensorError::Entropy(msg) => write!(f, "OS entropy source failed: {msg}"),
+            TensorError::Device { op, reason } => write!(f, "{op}: device error: {reason}"),
         }
     }
 }

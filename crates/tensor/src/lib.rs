@@ -50,9 +50,11 @@ mod device;
 mod error;
 pub mod ops;
 mod tensor;
+#[cfg(feature = "wgpu")]
+mod wgpu;
 
 pub use buffers::{cached_bytes, release_cached_buffers};
-pub use device::Device;
+pub use device::{DEVICE_ENV, Device};
 pub use error::{Result, TensorError};
 pub use ops::conv2d::{Conv2dGeometry, Conv2dParams};
 pub use ops::elementwise::{BinaryOp, broadcast_shape};
@@ -62,7 +64,7 @@ pub use ops::gemm::{
 pub use ops::group_norm::{GroupNormGeometry, GroupNormGrads, GroupNormOutput};
 pub use ops::matmul::MatmulSpec;
 pub use ops::pool::{Pool2dGeometry, Pool2dParams};
-pub use ops::random::TensorRng;
+pub use ops::random::{TensorRng, philox_normals, philox4x32_10};
 pub use ops::reduce::ReduceOp;
 pub use ops::unary::UnaryOp;
 pub use tensor::Tensor;

@@ -77,12 +77,7 @@ impl Tensor {
 
     /// Internal constructor for kernels that produced a buffer of the right length.
     pub(crate) fn from_storage(storage: Storage, shape: Vec<usize>) -> Tensor {
-        debug_assert_eq!(
-            match &storage {
-                Storage::Cpu(v) => v.len(),
-            },
-            numel(&shape)
-        );
+        debug_assert_eq!(storage.len(), numel(&shape));
         Tensor { shape, storage }
     }
 
@@ -136,18 +131,36 @@ impl Tensor {
     }
 
     /// Copies the values to host memory in row-major order (a download for device backends).
+    ///
+    /// # Panics
+    /// If the GPU device was lost or a kernel failed (the message names the cause); use
+    /// [`Tensor::try_to_vec`] to handle that case.
     pub fn to_vec(&self) -> Vec<f32> {
+        self.try_to_vec()
+            .unwrap_or_else(|e| panic!("to_vec: {e} (use try_to_vec to handle device errors)"))
+    }
+
+    /// Copies the values to host memory, reporting device failures (a lost GPU, a kernel
+    /// error recorded since the last download) instead of returning stale values.
+    pub fn try_to_vec(&self) -> Result<Vec<f32>> {
         match &self.storage {
-            Storage::Cpu(v) => v.clone(),
+            Storage::Cpu(v) => Ok(v.clone()),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(b) => crate::wgpu::gpu()?.download(b),
         }
     }
 
     /// Consumes the tensor and returns its values in row-major order.
+    ///
+    /// # Panics
+    /// As [`Tensor::to_vec`], for device tensors whose download fails.
     pub fn into_vec(mut self) -> Vec<f32> {
         match &mut self.storage {
             // Taking the buffer leaves an empty one behind for `Drop`, which then has nothing
             // to recycle.
             Storage::Cpu(v) => std::mem::take(v),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(_) => self.to_vec(),
         }
     }
 
@@ -155,6 +168,8 @@ impl Tensor {
     pub fn as_slice(&self) -> Option<&[f32]> {
         match &self.storage {
             Storage::Cpu(v) => Some(v),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(_) => None,
         }
     }
 
@@ -162,6 +177,8 @@ impl Tensor {
     pub fn as_mut_slice(&mut self) -> Option<&mut [f32]> {
         match &mut self.storage {
             Storage::Cpu(v) => Some(v),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(_) => None,
         }
     }
 
@@ -177,11 +194,47 @@ impl Tensor {
         Ok(self.to_vec()[0])
     }
 
-    /// Moves (copies) the tensor to `device`.
-    pub fn to_device(&self, device: Device) -> Tensor {
+    /// Copies the tensor to `device` (an upload or a download; a copy on the same device).
+    ///
+    /// Errors when the device is unavailable (no adapter, built without the `wgpu` feature),
+    /// when the tensor exceeds the adapter's largest buffer, or when a download fails.
+    pub fn to_device(&self, device: Device) -> Result<Tensor> {
         match (device, &self.storage) {
-            (Device::Cpu, Storage::Cpu(_)) => self.clone(),
+            (Device::Cpu, Storage::Cpu(_)) => Ok(self.clone()),
+            #[cfg(feature = "wgpu")]
+            (Device::Cpu, Storage::Wgpu(_)) => {
+                Ok(Tensor::from_cpu(self.try_to_vec()?, self.shape.clone()))
+            }
+            #[cfg(feature = "wgpu")]
+            (Device::Wgpu, Storage::Cpu(v)) => {
+                let s = crate::device::on_gpu("to_device", v.len(), |g| g.upload(v))?;
+                Ok(Tensor::from_storage(s, self.shape.clone()))
+            }
+            #[cfg(feature = "wgpu")]
+            (Device::Wgpu, Storage::Wgpu(_)) => Ok(self.clone()),
+            #[cfg(not(feature = "wgpu"))]
+            (Device::Wgpu, _) => Err(crate::device::no_wgpu("to_device")),
         }
+    }
+
+    /// A tensor of `value`s created directly on `device`.
+    pub fn full_on(shape: &[usize], value: f32, device: Device) -> Result<Tensor> {
+        match device {
+            Device::Cpu => Ok(Tensor::full(shape, value)),
+            #[cfg(feature = "wgpu")]
+            Device::Wgpu => {
+                let n = numel(shape);
+                let s = crate::device::on_gpu("full_on", n, |g| g.fill(n, value))?;
+                Ok(Tensor::from_storage(s, shape.to_vec()))
+            }
+            #[cfg(not(feature = "wgpu"))]
+            Device::Wgpu => Err(crate::device::no_wgpu("full_on")),
+        }
+    }
+
+    /// A tensor of zeros created directly on `device`.
+    pub fn zeros_on(shape: &[usize], device: Device) -> Result<Tensor> {
+        Tensor::full_on(shape, 0.0, device)
     }
 
     // ----- shape manipulation -------------------------------------------------------------
@@ -241,6 +294,10 @@ impl Tensor {
         let out_shape: Vec<usize> = perm.iter().map(|&p| self.shape[p]).collect();
         let storage = match &self.storage {
             Storage::Cpu(v) => Storage::Cpu(CpuBackend.permute(v, &self.shape, perm)),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(b) => {
+                Storage::Wgpu(crate::wgpu::gpu_or_lost().permute(b, &self.shape, perm))
+            }
         };
         Ok(Tensor::from_storage(storage, out_shape))
     }
@@ -288,6 +345,22 @@ impl Tensor {
                 }
                 Storage::Cpu(out)
             }
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(b) => {
+                let g = crate::wgpu::gpu_or_lost();
+                let out = g.alloc(outer * len * inner);
+                g.copy_blocks(
+                    b,
+                    start * inner,
+                    size * inner,
+                    &out,
+                    0,
+                    len * inner,
+                    outer,
+                    len * inner,
+                );
+                Storage::Wgpu(out)
+            }
         };
         Ok(Tensor::from_storage(storage, out_shape))
     }
@@ -322,15 +395,38 @@ impl Tensor {
         let inner = numel(&first.shape[axis + 1..]);
         let mut out_shape = first.shape.clone();
         out_shape[axis] = total;
-        let mut out = Vec::with_capacity(numel(&out_shape));
-        for o in 0..outer {
-            for t in tensors {
-                let len = t.shape[axis] * inner;
-                let Storage::Cpu(v) = &t.storage;
-                out.extend_from_slice(&v[o * len..(o + 1) * len]);
+        if first.device() == Device::Cpu {
+            let mut out = Vec::with_capacity(numel(&out_shape));
+            for o in 0..outer {
+                for t in tensors {
+                    let len = t.shape[axis] * inner;
+                    #[allow(irrefutable_let_patterns)]
+                    if let Storage::Cpu(v) = &t.storage {
+                        out.extend_from_slice(&v[o * len..(o + 1) * len]);
+                    }
+                }
             }
+            return Ok(Tensor::from_cpu(out, out_shape));
         }
-        Ok(Tensor::from_cpu(out, out_shape))
+        #[cfg(feature = "wgpu")]
+        {
+            let total_len = total * inner;
+            let storage = crate::device::on_gpu("cat", numel(&out_shape), |g| {
+                let out = g.alloc(outer * total_len);
+                let mut off = 0;
+                for t in tensors {
+                    let len = t.shape[axis] * inner;
+                    if let Storage::Wgpu(b) = &t.storage {
+                        g.copy_blocks(b, 0, len, &out, off, total_len, outer, len);
+                    }
+                    off += len;
+                }
+                out
+            })?;
+            Ok(Tensor::from_storage(storage, out_shape))
+        }
+        #[cfg(not(feature = "wgpu"))]
+        Err(crate::device::no_wgpu("cat"))
     }
 }
 
@@ -339,6 +435,8 @@ impl Clone for Tensor {
     fn clone(&self) -> Self {
         let storage = match &self.storage {
             Storage::Cpu(v) => Storage::Cpu(crate::buffers::copied(v)),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(b) => Storage::Wgpu(b.clone()),
         };
         Tensor {
             shape: self.shape.clone(),
@@ -354,6 +452,14 @@ impl std::fmt::Debug for Tensor {
         const SHOWN: usize = 8;
         let head: Vec<f32> = match &self.storage {
             Storage::Cpu(v) => v.iter().take(SHOWN).copied().collect(),
+            // Formatting must not fail: a failed download shows no values.
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(_) => self
+                .try_to_vec()
+                .unwrap_or_default()
+                .into_iter()
+                .take(SHOWN)
+                .collect(),
         };
         let more = if self.numel() > SHOWN { ", ..." } else { "" };
         write!(
@@ -371,6 +477,9 @@ impl Drop for Tensor {
     fn drop(&mut self) {
         match &mut self.storage {
             Storage::Cpu(v) => crate::buffers::recycle(std::mem::take(v)),
+            // wgpu frees the buffer once no recorded command uses it any more.
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(_) => {}
         }
     }
 }
@@ -401,6 +510,13 @@ fn infer_shape(op: &'static str, from: &[usize], to: &[usize]) -> Result<Vec<usi
         return Err(mismatch(op, from, to));
     }
     Ok(out)
+}
+
+/// The error for operands on different devices that reached a kernel dispatch (callers check
+/// devices first, so this is a defensive fallback rather than an expected path).
+#[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+pub(crate) fn mixed_devices(op: &'static str) -> TensorError {
+    invalid_arg(op, "operands live on different devices")
 }
 
 /// Errors unless both tensors live on the same device.

@@ -28,3 +28,6 @@ mod robustness;
 mod softmax;
 #[path = "tensor/unary.rs"]
 mod unary;
+#[cfg(feature = "wgpu")]
+#[path = "tensor/wgpu.rs"]
+mod wgpu;

@@ -770,6 +770,19 @@ fn split_by_ranges<'a>(
 
 // ----- Tensor API ---------------------------------------------------------------------------
 
+/// Runs a wgpu convolution kernel after checking that the result and one example's unfolded
+/// columns (the smallest chunk the kernels split a batch into) fit the adapter.
+#[cfg(feature = "wgpu")]
+fn on_gpu_conv(
+    op: &'static str,
+    out_len: usize,
+    g: &Conv2dGeometry,
+    f: impl FnOnce(&crate::wgpu::Gpu) -> crate::wgpu::GpuBuffer,
+) -> Result<Storage> {
+    crate::wgpu::gpu()?.check_fits(op, g.d_total() * g.t())?;
+    crate::device::on_gpu(op, out_len, f)
+}
+
 impl Tensor {
     /// 2-D convolution of `self` (`[N, C, H, W]`) with `weight` (`[O, C/groups, kh, kw]`) and an
     /// optional `bias` (`[O]`); returns `[N, O, Ho, Wo]`.
@@ -794,6 +807,15 @@ impl Tensor {
             (Storage::Cpu(x), Storage::Cpu(w), Some(Storage::Cpu(b))) => {
                 Storage::Cpu(CpuBackend.conv2d_forward(x, w, Some(b), &g))
             }
+            #[cfg(feature = "wgpu")]
+            (Storage::Wgpu(x), Storage::Wgpu(w), b) => {
+                let b = b.and_then(Storage::gpu);
+                on_gpu_conv("conv2d", g.n * g.c_out * g.t(), &g, |gp| {
+                    gp.conv2d_forward(x, w, b, &g)
+                })?
+            }
+            #[allow(unreachable_patterns)]
+            _ => return Err(crate::tensor::mixed_devices("conv2d")),
         };
         Ok(Tensor::from_storage(
             storage,
@@ -825,6 +847,15 @@ impl Tensor {
             (Storage::Cpu(dy), Storage::Cpu(w)) => {
                 Storage::Cpu(CpuBackend.conv2d_backward_input(dy, w, &g))
             }
+            #[cfg(feature = "wgpu")]
+            (Storage::Wgpu(dy), Storage::Wgpu(w)) => on_gpu_conv(
+                "conv2d_backward_input",
+                crate::tensor::numel(&in_shape),
+                &g,
+                |gp| gp.conv2d_backward_input(dy, w, &g),
+            )?,
+            #[allow(unreachable_patterns)]
+            _ => return Err(crate::tensor::mixed_devices("conv2d_backward_input")),
         };
         Ok(Tensor::from_storage(storage, in_shape.to_vec()))
     }
@@ -842,6 +873,14 @@ impl Tensor {
             (Storage::Cpu(x), Storage::Cpu(dy)) => {
                 Storage::Cpu(CpuBackend.conv2d_backward_weight(x, dy, &g))
             }
+            #[cfg(feature = "wgpu")]
+            (Storage::Wgpu(x), Storage::Wgpu(dy)) => {
+                on_gpu_conv("conv2d_backward_weight", g.c_out * g.d(), &g, |gp| {
+                    gp.conv2d_backward_weight(x, dy, &g)
+                })?
+            }
+            #[allow(unreachable_patterns)]
+            _ => return Err(crate::tensor::mixed_devices("conv2d_backward_weight")),
         };
         Ok(Tensor::from_storage(
             storage,
@@ -885,6 +924,19 @@ impl Tensor {
         let storage = match (self.storage(), grad_out.storage()) {
             (Storage::Cpu(x), Storage::Cpu(dy)) => {
                 Storage::Cpu(CpuBackend.conv2d_per_example_weight_grad(x, dy, &g))
+            }
+            #[cfg(feature = "wgpu")]
+            (Storage::Wgpu(x), Storage::Wgpu(dy)) => on_gpu_conv(
+                "conv2d_per_example_weight_grad",
+                g.n * g.c_out * g.d(),
+                &g,
+                |gp| gp.conv2d_per_example_weight_grad(x, dy, &g),
+            )?,
+            #[allow(unreachable_patterns)]
+            _ => {
+                return Err(crate::tensor::mixed_devices(
+                    "conv2d_per_example_weight_grad",
+                ));
             }
         };
         Ok(Tensor::from_storage(storage, vec![g.n, g.c_out, g.d()]))
@@ -935,6 +987,10 @@ impl Tensor {
         let g = self.unfold_geometry("im2col", kernel, params)?;
         let storage = match self.storage() {
             Storage::Cpu(x) => Storage::Cpu(CpuBackend.im2col(x, &g)),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(x) => {
+                crate::device::on_gpu("im2col", g.n * g.d_total() * g.t(), |gp| gp.im2col(x, &g))?
+            }
         };
         Ok(Tensor::from_storage(storage, vec![g.n, g.d_total(), g.t()]))
     }
@@ -955,6 +1011,12 @@ impl Tensor {
         }
         let storage = match self.storage() {
             Storage::Cpu(c) => Storage::Cpu(CpuBackend.col2im(c, &g)),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(c) => {
+                crate::device::on_gpu("col2im", crate::tensor::numel(&input_shape), |gp| {
+                    gp.col2im(c, &g)
+                })?
+            }
         };
         Ok(Tensor::from_storage(storage, input_shape.to_vec()))
     }

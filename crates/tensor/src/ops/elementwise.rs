@@ -168,6 +168,14 @@ impl Tensor {
             (Storage::Cpu(a), Storage::Cpu(b)) => {
                 Storage::Cpu(CpuBackend.binary(op, a, self.shape(), b, rhs.shape(), &out_shape))
             }
+            #[cfg(feature = "wgpu")]
+            (Storage::Wgpu(a), Storage::Wgpu(b)) => {
+                crate::device::on_gpu("binary", numel(&out_shape), |g| {
+                    g.binary(op, a, self.shape(), b, rhs.shape(), &out_shape)
+                })?
+            }
+            #[allow(unreachable_patterns)]
+            _ => return Err(crate::tensor::mixed_devices("binary")),
         };
         Ok(Tensor::from_storage(storage, out_shape))
     }
@@ -218,6 +226,10 @@ impl Tensor {
     fn scalar_op(&self, op: BinaryOp, s: f32, scalar_first: bool) -> Tensor {
         let storage = match self.storage() {
             Storage::Cpu(a) => Storage::Cpu(CpuBackend.scalar(op, a, s, scalar_first)),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(a) => {
+                Storage::Wgpu(crate::wgpu::gpu_or_lost().scalar(op, a, s, scalar_first))
+            }
         };
         Tensor::from_storage(storage, self.shape().to_vec())
     }
@@ -244,6 +256,10 @@ impl Tensor {
         }
         match (self.storage_mut(), other.storage()) {
             (Storage::Cpu(a), Storage::Cpu(b)) => CpuBackend.axpy(a, alpha, b),
+            #[cfg(feature = "wgpu")]
+            (Storage::Wgpu(a), Storage::Wgpu(b)) => crate::wgpu::gpu_or_lost().axpy(a, alpha, b),
+            #[allow(unreachable_patterns)]
+            _ => return Err(crate::tensor::mixed_devices("add_scaled_")),
         }
         Ok(())
     }
@@ -258,6 +274,10 @@ impl Tensor {
             Storage::Cpu(a) => {
                 Storage::Cpu(broadcast_zip(a, self.shape(), &[0.0], &[], shape, |x, _| x))
             }
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(a) => crate::device::on_gpu("broadcast_to", numel(shape), |g| {
+                g.broadcast(a, self.shape(), shape)
+            })?,
         };
         Ok(Tensor::from_storage(storage, shape.to_vec()))
     }

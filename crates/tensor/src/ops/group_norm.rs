@@ -203,16 +203,19 @@ impl Tensor {
                 return Err(mismatch("group_norm affine", &[g.c], p.shape()));
             }
         }
-        let (y, xhat, rstd) = match (
-            self.storage(),
-            gamma.map(|t| t.storage()),
-            beta.map(|t| t.storage()),
-        ) {
-            (Storage::Cpu(x), ga, be) => {
-                let ga = ga.map(|Storage::Cpu(v)| v);
-                let be = be.map(|Storage::Cpu(v)| v);
+        let (y, xhat, rstd) = match self.storage() {
+            Storage::Cpu(x) => {
+                let ga = gamma.and_then(|t| t.storage().cpu());
+                let be = beta.and_then(|t| t.storage().cpu());
                 let (y, xh, r) = CpuBackend.group_norm(x, ga, be, &g);
                 (Storage::Cpu(y), Storage::Cpu(xh), Storage::Cpu(r))
+            }
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(x) => {
+                let ga = gamma.and_then(|t| t.storage().gpu());
+                let be = beta.and_then(|t| t.storage().gpu());
+                let (y, xh, r) = crate::wgpu::gpu_or_lost().group_norm(x, ga, be, &g);
+                (Storage::Wgpu(y), Storage::Wgpu(xh), Storage::Wgpu(r))
             }
         };
         Ok(GroupNormOutput {
@@ -251,18 +254,24 @@ impl Tensor {
                 return Err(mismatch(op, &[g.c], ga.shape()));
             }
         }
-        let (dx, dg, db) = match (
-            grad_out.storage(),
-            xhat.storage(),
-            forward.rstd.storage(),
-            gamma.map(|t| t.storage()),
-        ) {
-            (Storage::Cpu(dy), Storage::Cpu(xh), Storage::Cpu(r), ga) => {
-                let ga = ga.map(|Storage::Cpu(v)| v);
+        check_same_device(op, grad_out, &forward.rstd)?;
+        let (dx, dg, db) = match (grad_out.storage(), xhat.storage(), forward.rstd.storage()) {
+            (Storage::Cpu(dy), Storage::Cpu(xh), Storage::Cpu(r)) => {
+                let ga = gamma.and_then(|t| t.storage().cpu());
                 let dx = CpuBackend.group_norm_backward_input(dy, xh, r, ga, &g);
                 let (dg, db) = CpuBackend.group_norm_affine_grads(dy, xh, &g);
                 (Storage::Cpu(dx), Storage::Cpu(dg), Storage::Cpu(db))
             }
+            #[cfg(feature = "wgpu")]
+            (Storage::Wgpu(dy), Storage::Wgpu(xh), Storage::Wgpu(r)) => {
+                let gp = crate::wgpu::gpu_or_lost();
+                let ga = gamma.and_then(|t| t.storage().gpu());
+                let dx = gp.group_norm_backward_input(dy, xh, r, ga, &g);
+                let (dg, db) = gp.group_norm_affine_grads(dy, xh, &g);
+                (Storage::Wgpu(dx), Storage::Wgpu(dg), Storage::Wgpu(db))
+            }
+            #[allow(unreachable_patterns)]
+            _ => return Err(crate::tensor::mixed_devices(op)),
         };
         Ok(GroupNormGrads {
             input: Tensor::from_storage(dx, xhat.shape().to_vec()),

@@ -131,6 +131,10 @@ impl Tensor {
         check_indices(op, index, len)?;
         let storage = match self.storage() {
             Storage::Cpu(x) => Storage::Cpu(CpuBackend.gather(x, index, outer, len, inner)),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(x) => {
+                crate::device::on_gpu(op, index.len(), |g| g.gather(x, index, outer, len, inner))?
+            }
         };
         Ok(Tensor::from_storage(storage, index_shape.to_vec()))
     }
@@ -147,6 +151,12 @@ impl Tensor {
             (Storage::Cpu(b), Storage::Cpu(s)) => {
                 Storage::Cpu(CpuBackend.scatter_add(b, index, s, outer, len, inner))
             }
+            #[cfg(feature = "wgpu")]
+            (Storage::Wgpu(b), Storage::Wgpu(s)) => Storage::Wgpu(
+                crate::wgpu::gpu_or_lost().scatter_add(b, index, s, outer, len, inner),
+            ),
+            #[allow(unreachable_patterns)]
+            _ => return Err(crate::tensor::mixed_devices("scatter_add")),
         };
         Ok(Tensor::from_storage(storage, self.shape().to_vec()))
     }
@@ -161,6 +171,12 @@ impl Tensor {
         shape[axis] = index.len();
         let storage = match self.storage() {
             Storage::Cpu(x) => Storage::Cpu(CpuBackend.index_select(x, index, outer, len, inner)),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(x) => {
+                crate::device::on_gpu("index_select", outer * index.len() * inner, |g| {
+                    g.index_select(x, index, outer, len, inner)
+                })?
+            }
         };
         Ok(Tensor::from_storage(storage, shape))
     }
@@ -180,6 +196,12 @@ impl Tensor {
             (Storage::Cpu(b), Storage::Cpu(s)) => {
                 Storage::Cpu(CpuBackend.index_add(b, index, s, outer, len, inner))
             }
+            #[cfg(feature = "wgpu")]
+            (Storage::Wgpu(b), Storage::Wgpu(s)) => {
+                Storage::Wgpu(crate::wgpu::gpu_or_lost().index_add(b, index, s, outer, len, inner))
+            }
+            #[allow(unreachable_patterns)]
+            _ => return Err(crate::tensor::mixed_devices("index_add")),
         };
         Ok(Tensor::from_storage(storage, self.shape().to_vec()))
     }

@@ -139,6 +139,14 @@ impl Tensor {
         };
         let storage = match (self.storage(), rhs.storage()) {
             (Storage::Cpu(a), Storage::Cpu(b)) => Storage::Cpu(CpuBackend.matmul(a, b, spec)),
+            #[cfg(feature = "wgpu")]
+            (Storage::Wgpu(a), Storage::Wgpu(b)) => {
+                crate::device::on_gpu("matmul", spec.batch * spec.m * spec.n, |g| {
+                    g.matmul(a, b, spec)
+                })?
+            }
+            #[allow(unreachable_patterns)]
+            _ => return Err(crate::tensor::mixed_devices("matmul")),
         };
         Ok(Tensor::from_storage(storage, shape))
     }

@@ -227,6 +227,8 @@ impl Tensor {
         let g = Pool2dGeometry::new("max_pool2d", self.shape(), params)?;
         let storage = match self.storage() {
             Storage::Cpu(x) => Storage::Cpu(CpuBackend.max_pool2d(x, &g)),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(x) => Storage::Wgpu(crate::wgpu::gpu_or_lost().max_pool2d(x, &g)),
         };
         Ok(Tensor::from_storage(
             storage,
@@ -241,6 +243,12 @@ impl Tensor {
             (Storage::Cpu(x), Storage::Cpu(dy)) => {
                 Storage::Cpu(CpuBackend.max_pool2d_backward(x, dy, &g))
             }
+            #[cfg(feature = "wgpu")]
+            (Storage::Wgpu(x), Storage::Wgpu(dy)) => {
+                Storage::Wgpu(crate::wgpu::gpu_or_lost().max_pool2d_backward(x, dy, &g))
+            }
+            #[allow(unreachable_patterns)]
+            _ => return Err(crate::tensor::mixed_devices("max_pool2d_backward")),
         };
         Ok(Tensor::from_storage(storage, self.shape().to_vec()))
     }
@@ -250,6 +258,8 @@ impl Tensor {
         let g = Pool2dGeometry::new("avg_pool2d", self.shape(), params)?;
         let storage = match self.storage() {
             Storage::Cpu(x) => Storage::Cpu(CpuBackend.avg_pool2d(x, &g)),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(x) => Storage::Wgpu(crate::wgpu::gpu_or_lost().avg_pool2d(x, &g)),
         };
         Ok(Tensor::from_storage(
             storage,
@@ -270,6 +280,12 @@ impl Tensor {
         }
         let storage = match grad_out.storage() {
             Storage::Cpu(dy) => Storage::Cpu(CpuBackend.avg_pool2d_backward(dy, &g)),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(dy) => crate::device::on_gpu(
+                "avg_pool2d_backward",
+                crate::tensor::numel(&input_shape),
+                |gp| gp.avg_pool2d_backward(dy, &g),
+            )?,
         };
         Ok(Tensor::from_storage(storage, input_shape.to_vec()))
     }

@@ -16,6 +16,7 @@ use rand::rngs::SysRng;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rand_distr::StandardNormal;
+use rayon::prelude::*;
 
 use crate::error::{Result, TensorError, invalid_arg};
 use crate::tensor::{Tensor, numel};
@@ -108,5 +109,123 @@ impl Tensor {
         let mut v = crate::buffers::zeroed(numel(shape));
         rng.fill_uniform(&mut v, low, high)?;
         Ok(Tensor::from_cpu(v, shape.to_vec()))
+    }
+}
+
+// ----- Philox: the counter-based stream shared by every backend -----------------------------
+
+/// One Philox4x32-10 block (Salmon, Moraes, Dror & Shaw, "Parallel random numbers: as easy as
+/// 1, 2, 3", SC'11): ten rounds of the multiply-xor round function with the Weyl key schedule.
+/// Pinned against the Random123 known-answer vectors in the tests.
+pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
+    const M0: u64 = 0xD251_1F53;
+    const M1: u64 = 0xCD9E_8D57;
+    const W0: u32 = 0x9E37_79B9;
+    const W1: u32 = 0xBB67_AE85;
+    let (mut c, mut k) = (counter, key);
+    for _ in 0..10 {
+        let p0 = M0 * c[0] as u64;
+        let p1 = M1 * c[2] as u64;
+        c = [
+            (p1 >> 32) as u32 ^ c[1] ^ k[0],
+            p1 as u32,
+            (p0 >> 32) as u32 ^ c[3] ^ k[1],
+            p0 as u32,
+        ];
+        k = [k[0].wrapping_add(W0), k[1].wrapping_add(W1)];
+    }
+    c
+}
+
+/// The Philox Gaussian stream `(key, stream)` as `n` values of `N(mean, std^2)`: element `e`
+/// comes from block `e / 4` (counter `(e / 4, 0, stream lo, stream hi)`), whose four words
+/// form two Box-Muller pairs. Every value depends only on `(key, stream, e)`, so devices
+/// compute the same stream in parallel; the wgpu kernel (`wgpu/random.wgsl`) implements the
+/// same formula, and agrees up to the rounding of its `log`/`cos`/`sin`.
+///
+/// The first uniform of a pair is `(w + 1/2) 2^-32` (never 0), so `|z| <= 6.77`: the tail
+/// beyond 6.77 sigma (probability 1.3e-11 per sample) is not produced.
+pub fn philox_normals(n: usize, mean: f32, std: f32, key: u64, stream: u64) -> Vec<f32> {
+    let mut out = crate::buffers::zeroed(n);
+    let keyw = [key as u32, (key >> 32) as u32];
+    out.par_chunks_mut(4 * 1024)
+        .enumerate()
+        .for_each(|(chunk, vals)| {
+            for (j, quad) in vals.chunks_mut(4).enumerate() {
+                let blk = (chunk * 1024 + j) as u32;
+                let w = philox4x32_10([blk, 0, stream as u32, (stream >> 32) as u32], keyw);
+                let z = box_muller(w);
+                for (o, z) in quad.iter_mut().zip(z) {
+                    *o = mean + std * z;
+                }
+            }
+        });
+    out
+}
+
+/// Two Box-Muller pairs from four 32-bit words, in `f32` as on the GPU.
+fn box_muller(w: [u32; 4]) -> [f32; 4] {
+    let open01 = |w: u32| (w as f32 + 0.5) * 2.328_306_4e-10;
+    let half01 = |w: u32| (w >> 8) as f32 * 5.960_464_5e-8;
+    let r0 = (-2.0 * open01(w[0]).ln()).sqrt();
+    let t0 = std::f32::consts::TAU * half01(w[1]);
+    let r1 = (-2.0 * open01(w[2]).ln()).sqrt();
+    let t1 = std::f32::consts::TAU * half01(w[3]);
+    [r0 * t0.cos(), r0 * t0.sin(), r1 * t1.cos(), r1 * t1.sin()]
+}
+
+impl Tensor {
+    /// `N(mean, std^2)` samples from the counter-based Philox stream `(key, stream)`, generated
+    /// on `device` (no host-to-device transfer on a GPU). The same `(key, stream)` gives the
+    /// same values on every backend, up to the rounding of the device's `log`, `cos` and `sin`
+    /// (the tests bound the difference).
+    ///
+    /// **Privacy.** Philox is a statistically strong but not a cryptographic generator, and a
+    /// 64-bit key can be searched. For DP noise draw `key` from a secure
+    /// [`TensorRng::from_os_entropy`] stream for every step and never log it; for a
+    /// cryptographic guarantee use [`Tensor::randn`] with that stream (CPU). See
+    /// `docs/architecture.md`.
+    pub fn randn_philox(
+        shape: &[usize],
+        mean: f32,
+        std: f32,
+        key: u64,
+        stream: u64,
+        device: crate::Device,
+    ) -> Result<Tensor> {
+        if !(std.is_finite() && std >= 0.0 && mean.is_finite()) {
+            return Err(invalid_arg(
+                "randn_philox",
+                format!("mean {mean} and std {std} must be finite, std >= 0"),
+            ));
+        }
+        let n = numel(shape);
+        if n.div_ceil(4) > u32::MAX as usize {
+            return Err(invalid_arg(
+                "randn_philox",
+                format!("{n} samples exceed the 2^34 a stream addresses"),
+            ));
+        }
+        match device {
+            crate::Device::Cpu => Ok(Tensor::from_cpu(
+                philox_normals(n, mean, std, key, stream),
+                shape.to_vec(),
+            )),
+            #[cfg(feature = "wgpu")]
+            crate::Device::Wgpu => crate::device::on_gpu("randn_philox", n, |g| {
+                g.philox_normal(n, mean, std, key, stream)
+            })
+            .map(|s| Tensor::from_storage(s, shape.to_vec())),
+            #[cfg(not(feature = "wgpu"))]
+            crate::Device::Wgpu => Err(crate::device::no_wgpu("randn_philox")),
+        }
+    }
+}
+
+impl TensorRng {
+    /// The next 64 bits of this stream, e.g. a fresh Philox key per training step drawn from a
+    /// secure stream.
+    pub fn next_u64(&mut self) -> u64 {
+        self.rng.random()
     }
 }

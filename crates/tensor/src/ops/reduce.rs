@@ -152,6 +152,10 @@ impl Tensor {
         }
         let storage = match self.storage() {
             Storage::Cpu(x) => Storage::Cpu(CpuBackend.reduce_axis(op, x, outer, len, inner)),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(x) => {
+                Storage::Wgpu(crate::wgpu::gpu_or_lost().reduce_axis(op, x, outer, len, inner))
+            }
         };
         Ok(Tensor::from_storage(storage, shape))
     }
@@ -217,6 +221,12 @@ impl Tensor {
             (Storage::Cpu(x), Storage::Cpu(g)) => {
                 Storage::Cpu(CpuBackend.max_axis_backward(x, g, outer, len, inner))
             }
+            #[cfg(feature = "wgpu")]
+            (Storage::Wgpu(x), Storage::Wgpu(g)) => {
+                Storage::Wgpu(crate::wgpu::gpu_or_lost().max_axis_backward(x, g, outer, len, inner))
+            }
+            #[allow(unreachable_patterns)]
+            _ => return Err(crate::tensor::mixed_devices("max_axis_backward")),
         };
         Ok(Tensor::from_storage(storage, self.shape().to_vec()))
     }
@@ -270,6 +280,8 @@ impl Tensor {
         };
         let storage = match self.storage() {
             Storage::Cpu(x) => Storage::Cpu(CpuBackend.row_sq_norms(x, n)),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(x) => Storage::Wgpu(crate::wgpu::gpu_or_lost().row_sq_norms(x, n)),
         };
         Ok(Tensor::from_storage(storage, vec![n]))
     }

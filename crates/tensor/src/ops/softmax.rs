@@ -104,6 +104,8 @@ impl Tensor {
         let cols = self.last_dim("softmax")?;
         let storage = match self.storage() {
             Storage::Cpu(x) => Storage::Cpu(CpuBackend.softmax(x, cols, false)),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(x) => Storage::Wgpu(crate::wgpu::gpu_or_lost().softmax(x, cols, false)),
         };
         Ok(Tensor::from_storage(storage, self.shape().to_vec()))
     }
@@ -113,6 +115,8 @@ impl Tensor {
         let cols = self.last_dim("log_softmax")?;
         let storage = match self.storage() {
             Storage::Cpu(x) => Storage::Cpu(CpuBackend.softmax(x, cols, true)),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(x) => Storage::Wgpu(crate::wgpu::gpu_or_lost().softmax(x, cols, true)),
         };
         Ok(Tensor::from_storage(storage, self.shape().to_vec()))
     }
@@ -127,6 +131,12 @@ impl Tensor {
             (Storage::Cpu(y), Storage::Cpu(g)) => {
                 Storage::Cpu(CpuBackend.softmax_backward(y, g, cols, log))
             }
+            #[cfg(feature = "wgpu")]
+            (Storage::Wgpu(y), Storage::Wgpu(g)) => {
+                Storage::Wgpu(crate::wgpu::gpu_or_lost().softmax_backward(y, g, cols, log))
+            }
+            #[allow(unreachable_patterns)]
+            _ => return Err(crate::tensor::mixed_devices("softmax_backward")),
         };
         Ok(Tensor::from_storage(storage, self.shape().to_vec()))
     }
@@ -167,6 +177,10 @@ impl Tensor {
         let (n, k) = self.check_ce("cross_entropy", targets)?;
         let storage = match self.storage() {
             Storage::Cpu(z) => Storage::Cpu(CpuBackend.cross_entropy(z, targets, k)),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(z) => {
+                Storage::Wgpu(crate::wgpu::gpu_or_lost().cross_entropy(z, targets, k))
+            }
         };
         Ok(Tensor::from_storage(storage, vec![n]))
     }
@@ -183,6 +197,12 @@ impl Tensor {
             (Storage::Cpu(z), Storage::Cpu(g)) => {
                 Storage::Cpu(CpuBackend.cross_entropy_backward(z, targets, g, k))
             }
+            #[cfg(feature = "wgpu")]
+            (Storage::Wgpu(z), Storage::Wgpu(g)) => {
+                Storage::Wgpu(crate::wgpu::gpu_or_lost().cross_entropy_backward(z, targets, g, k))
+            }
+            #[allow(unreachable_patterns)]
+            _ => return Err(crate::tensor::mixed_devices("cross_entropy_backward")),
         };
         Ok(Tensor::from_storage(storage, vec![n, k]))
     }

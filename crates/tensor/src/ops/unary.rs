@@ -157,6 +157,8 @@ impl Tensor {
     pub fn unary(&self, op: UnaryOp) -> Tensor {
         let storage = match self.storage() {
             Storage::Cpu(x) => Storage::Cpu(CpuBackend.unary(op, x)),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(x) => Storage::Wgpu(crate::wgpu::gpu_or_lost().unary(op, x)),
         };
         Tensor::from_storage(storage, self.shape().to_vec())
     }
@@ -169,6 +171,12 @@ impl Tensor {
         }
         let storage = match (self.storage(), grad.storage()) {
             (Storage::Cpu(x), Storage::Cpu(g)) => Storage::Cpu(CpuBackend.unary_backward(op, x, g)),
+            #[cfg(feature = "wgpu")]
+            (Storage::Wgpu(x), Storage::Wgpu(g)) => {
+                Storage::Wgpu(crate::wgpu::gpu_or_lost().unary_backward(op, x, g))
+            }
+            #[allow(unreachable_patterns)]
+            _ => return Err(crate::tensor::mixed_devices("unary_backward")),
         };
         Ok(Tensor::from_storage(storage, self.shape().to_vec()))
     }

@@ -14,7 +14,7 @@ fn construction_and_inspection() {
     assert_eq!(t.dim(1).unwrap(), 3);
     assert!(t.dim(2).is_err());
     assert_eq!(t.device(), Device::Cpu);
-    assert_eq!(t.to_device(Device::Cpu), t);
+    assert_eq!(t.to_device(Device::Cpu).unwrap(), t);
     assert_eq!(t.as_slice().unwrap()[4], 4.0);
     assert_eq!(Tensor::scalar(2.5).item().unwrap(), 2.5);
     assert!(t.item().is_err());
