@@ -84,7 +84,7 @@ pub fn cached_bytes() -> usize {
 mod tests {
     use super::*;
 
-    // The only unit test of the crate, so no other test races on the global cache.
+    // The only test of the crate that touches the global cache, so none races with it.
     #[test]
     fn buffers_are_reused_zeroed_and_bounded() {
         release_cached_buffers();
