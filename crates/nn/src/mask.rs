@@ -128,4 +128,14 @@ impl ParamMask {
             Some(m) => Ok(t.mul(m)?),
         }
     }
+
+    /// A copy of the mask with every tensor on `device`.
+    pub fn to_device(&self, device: sparsedp_tensor::Device) -> Result<ParamMask> {
+        let masks = self
+            .masks
+            .iter()
+            .map(|m| m.as_ref().map(|t| t.to_device(device)).transpose())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(ParamMask { masks })
+    }
 }

@@ -110,4 +110,21 @@ impl ParamStore {
             .enumerate()
             .map(|(i, p)| (ParamId(i), p))
     }
+
+    /// Moves every parameter to `device` in place (an upload or a download).
+    pub fn to_device(&mut self, device: sparsedp_tensor::Device) -> Result<()> {
+        for p in &mut self.params {
+            if p.value.device() != device {
+                p.value = p.value.to_device(device)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The device of the parameters (the CPU for an empty store).
+    pub fn device(&self) -> sparsedp_tensor::Device {
+        self.params
+            .first()
+            .map_or(sparsedp_tensor::Device::Cpu, |p| p.value.device())
+    }
 }

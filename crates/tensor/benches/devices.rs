@@ -36,7 +36,9 @@ fn best(device: Device, rounds: usize, mut f: impl FnMut()) -> f64 {
     for r in 0..=rounds {
         let t = Instant::now();
         f();
-        device.synchronize().expect("device failed during the benchmark");
+        device
+            .synchronize()
+            .expect("device failed during the benchmark");
         if r > 0 {
             best = best.min(t.elapsed().as_secs_f64());
         }

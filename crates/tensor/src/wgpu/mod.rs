@@ -576,13 +576,21 @@ impl crate::backend::BackendOps for Gpu {
     fn permute(&self, x: &GpuBuffer, shape: &[usize], perm: &[usize]) -> GpuBuffer {
         Gpu::permute(self, x, shape, perm)
     }
-    fn binary(&self, op: BinaryOp, a: &GpuBuffer, a_shape: &[usize], b: &GpuBuffer, b_shape: &[usize], out_shape: &[usize],) -> GpuBuffer {
+    fn binary(
+        &self,
+        op: BinaryOp,
+        a: &GpuBuffer,
+        a_shape: &[usize],
+        b: &GpuBuffer,
+        b_shape: &[usize],
+        out_shape: &[usize],
+    ) -> GpuBuffer {
         Gpu::binary(self, op, a, a_shape, b, b_shape, out_shape)
     }
     fn scalar(&self, op: BinaryOp, x: &GpuBuffer, s: f32, scalar_first: bool) -> GpuBuffer {
         Gpu::scalar(self, op, x, s, scalar_first)
     }
-    fn axpy(&self, a: &mut GpuBuffer, alpha: f32, b: &GpuBuffer)  {
+    fn axpy(&self, a: &mut GpuBuffer, alpha: f32, b: &GpuBuffer) {
         Gpu::axpy(self, a, alpha, b)
     }
     fn unary(&self, op: UnaryOp, x: &GpuBuffer) -> GpuBuffer {
@@ -591,10 +599,24 @@ impl crate::backend::BackendOps for Gpu {
     fn unary_backward(&self, op: UnaryOp, x: &GpuBuffer, grad: &GpuBuffer) -> GpuBuffer {
         Gpu::unary_backward(self, op, x, grad)
     }
-    fn reduce_axis(&self, op: ReduceOp, x: &GpuBuffer, outer: usize, len: usize, inner: usize,) -> GpuBuffer {
+    fn reduce_axis(
+        &self,
+        op: ReduceOp,
+        x: &GpuBuffer,
+        outer: usize,
+        len: usize,
+        inner: usize,
+    ) -> GpuBuffer {
         Gpu::reduce_axis(self, op, x, outer, len, inner)
     }
-    fn max_axis_backward(&self, x: &GpuBuffer, grad: &GpuBuffer, outer: usize, len: usize, inner: usize,) -> GpuBuffer {
+    fn max_axis_backward(
+        &self,
+        x: &GpuBuffer,
+        grad: &GpuBuffer,
+        outer: usize,
+        len: usize,
+        inner: usize,
+    ) -> GpuBuffer {
         Gpu::max_axis_backward(self, x, grad, outer, len, inner)
     }
     fn row_sq_norms(&self, x: &GpuBuffer, rows: usize) -> GpuBuffer {
@@ -603,16 +625,37 @@ impl crate::backend::BackendOps for Gpu {
     fn matmul(&self, a: &GpuBuffer, b: &GpuBuffer, spec: MatmulSpec) -> GpuBuffer {
         Gpu::matmul(self, a, b, spec)
     }
-    fn conv2d_forward(&self, x: &GpuBuffer, w: &GpuBuffer, bias: Option<&GpuBuffer>, g: &Conv2dGeometry,) -> GpuBuffer {
+    fn conv2d_forward(
+        &self,
+        x: &GpuBuffer,
+        w: &GpuBuffer,
+        bias: Option<&GpuBuffer>,
+        g: &Conv2dGeometry,
+    ) -> GpuBuffer {
         Gpu::conv2d_forward(self, x, w, bias, g)
     }
-    fn conv2d_backward_input(&self, dy: &GpuBuffer, w: &GpuBuffer, g: &Conv2dGeometry,) -> GpuBuffer {
+    fn conv2d_backward_input(
+        &self,
+        dy: &GpuBuffer,
+        w: &GpuBuffer,
+        g: &Conv2dGeometry,
+    ) -> GpuBuffer {
         Gpu::conv2d_backward_input(self, dy, w, g)
     }
-    fn conv2d_backward_weight(&self, x: &GpuBuffer, dy: &GpuBuffer, g: &Conv2dGeometry,) -> GpuBuffer {
+    fn conv2d_backward_weight(
+        &self,
+        x: &GpuBuffer,
+        dy: &GpuBuffer,
+        g: &Conv2dGeometry,
+    ) -> GpuBuffer {
         Gpu::conv2d_backward_weight(self, x, dy, g)
     }
-    fn conv2d_per_example_weight_grad(&self, x: &GpuBuffer, dy: &GpuBuffer, g: &Conv2dGeometry,) -> GpuBuffer {
+    fn conv2d_per_example_weight_grad(
+        &self,
+        x: &GpuBuffer,
+        dy: &GpuBuffer,
+        g: &Conv2dGeometry,
+    ) -> GpuBuffer {
         Gpu::conv2d_per_example_weight_grad(self, x, dy, g)
     }
     fn im2col(&self, x: &GpuBuffer, g: &Conv2dGeometry) -> GpuBuffer {
@@ -624,7 +667,7 @@ impl crate::backend::BackendOps for Gpu {
     fn max_pool2d(&self, x: &GpuBuffer, g: &Pool2dGeometry) -> GpuBuffer {
         Gpu::max_pool2d(self, x, g)
     }
-    fn max_pool2d_backward(&self, x: &GpuBuffer, dy: &GpuBuffer, g: &Pool2dGeometry,) -> GpuBuffer {
+    fn max_pool2d_backward(&self, x: &GpuBuffer, dy: &GpuBuffer, g: &Pool2dGeometry) -> GpuBuffer {
         Gpu::max_pool2d_backward(self, x, dy, g)
     }
     fn avg_pool2d(&self, x: &GpuBuffer, g: &Pool2dGeometry) -> GpuBuffer {
@@ -633,37 +676,97 @@ impl crate::backend::BackendOps for Gpu {
     fn avg_pool2d_backward(&self, dy: &GpuBuffer, g: &Pool2dGeometry) -> GpuBuffer {
         Gpu::avg_pool2d_backward(self, dy, g)
     }
-    fn group_norm(&self, x: &GpuBuffer, gamma: Option<&GpuBuffer>, beta: Option<&GpuBuffer>, g: &GroupNormGeometry,) -> (GpuBuffer, GpuBuffer, GpuBuffer) {
+    fn group_norm(
+        &self,
+        x: &GpuBuffer,
+        gamma: Option<&GpuBuffer>,
+        beta: Option<&GpuBuffer>,
+        g: &GroupNormGeometry,
+    ) -> (GpuBuffer, GpuBuffer, GpuBuffer) {
         Gpu::group_norm(self, x, gamma, beta, g)
     }
-    fn group_norm_backward_input(&self, dy: &GpuBuffer, xhat: &GpuBuffer, rstd: &GpuBuffer, gamma: Option<&GpuBuffer>, g: &GroupNormGeometry,) -> GpuBuffer {
+    fn group_norm_backward_input(
+        &self,
+        dy: &GpuBuffer,
+        xhat: &GpuBuffer,
+        rstd: &GpuBuffer,
+        gamma: Option<&GpuBuffer>,
+        g: &GroupNormGeometry,
+    ) -> GpuBuffer {
         Gpu::group_norm_backward_input(self, dy, xhat, rstd, gamma, g)
     }
-    fn group_norm_affine_grads(&self, dy: &GpuBuffer, xhat: &GpuBuffer, g: &GroupNormGeometry,) -> (GpuBuffer, GpuBuffer) {
+    fn group_norm_affine_grads(
+        &self,
+        dy: &GpuBuffer,
+        xhat: &GpuBuffer,
+        g: &GroupNormGeometry,
+    ) -> (GpuBuffer, GpuBuffer) {
         Gpu::group_norm_affine_grads(self, dy, xhat, g)
     }
     fn softmax(&self, x: &GpuBuffer, cols: usize, log: bool) -> GpuBuffer {
         Gpu::softmax(self, x, cols, log)
     }
-    fn softmax_backward(&self, y: &GpuBuffer, grad: &GpuBuffer, cols: usize, log: bool,) -> GpuBuffer {
+    fn softmax_backward(
+        &self,
+        y: &GpuBuffer,
+        grad: &GpuBuffer,
+        cols: usize,
+        log: bool,
+    ) -> GpuBuffer {
         Gpu::softmax_backward(self, y, grad, cols, log)
     }
     fn cross_entropy(&self, logits: &GpuBuffer, targets: &[usize], cols: usize) -> GpuBuffer {
         Gpu::cross_entropy(self, logits, targets, cols)
     }
-    fn cross_entropy_backward(&self, logits: &GpuBuffer, targets: &[usize], grad: &GpuBuffer, cols: usize,) -> GpuBuffer {
+    fn cross_entropy_backward(
+        &self,
+        logits: &GpuBuffer,
+        targets: &[usize],
+        grad: &GpuBuffer,
+        cols: usize,
+    ) -> GpuBuffer {
         Gpu::cross_entropy_backward(self, logits, targets, grad, cols)
     }
-    fn gather(&self, x: &GpuBuffer, index: &[usize], outer: usize, len: usize, inner: usize,) -> GpuBuffer {
+    fn gather(
+        &self,
+        x: &GpuBuffer,
+        index: &[usize],
+        outer: usize,
+        len: usize,
+        inner: usize,
+    ) -> GpuBuffer {
         Gpu::gather(self, x, index, outer, len, inner)
     }
-    fn scatter_add(&self, base: &GpuBuffer, index: &[usize], src: &GpuBuffer, outer: usize, len: usize, inner: usize,) -> GpuBuffer {
+    fn scatter_add(
+        &self,
+        base: &GpuBuffer,
+        index: &[usize],
+        src: &GpuBuffer,
+        outer: usize,
+        len: usize,
+        inner: usize,
+    ) -> GpuBuffer {
         Gpu::scatter_add(self, base, index, src, outer, len, inner)
     }
-    fn index_select(&self, x: &GpuBuffer, index: &[usize], outer: usize, len: usize, inner: usize,) -> GpuBuffer {
+    fn index_select(
+        &self,
+        x: &GpuBuffer,
+        index: &[usize],
+        outer: usize,
+        len: usize,
+        inner: usize,
+    ) -> GpuBuffer {
         Gpu::index_select(self, x, index, outer, len, inner)
     }
-    fn index_add(&self, base: &GpuBuffer, index: &[usize], src: &GpuBuffer, outer: usize, len: usize, inner: usize,) -> GpuBuffer {
+    fn index_add(
+        &self,
+        base: &GpuBuffer,
+        index: &[usize],
+        src: &GpuBuffer,
+        outer: usize,
+        len: usize,
+        inner: usize,
+    ) -> GpuBuffer {
         Gpu::index_add(self, base, index, src, outer, len, inner)
     }
 }
