@@ -93,7 +93,7 @@ impl WeightTransform {
                 *y = ((f64::from(x) - mean) * inv) as f32;
             }
         }
-        Ok(Tensor::from_vec(out, w.shape())?)
+        Ok(Tensor::from_vec(out, w.shape())?.to_device(w.device())?)
     }
 
     /// Vector-Jacobian product: maps gradients `g` with respect to the applied weight to
@@ -144,7 +144,7 @@ impl WeightTransform {
                 }
             }
         }
-        Ok(Tensor::from_vec(out, g.shape())?)
+        Ok(Tensor::from_vec(out, g.shape())?.to_device(g.device())?)
     }
 }
 

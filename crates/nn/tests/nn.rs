@@ -6,4 +6,5 @@ mod nn {
     mod equivariant;
     mod gradcheck;
     mod models;
+    mod wgpu;
 }

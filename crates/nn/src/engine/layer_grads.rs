@@ -394,7 +394,7 @@ pub fn materialized_grads(
         None => {
             let mut shape = vec![0];
             shape.extend_from_slice(&wshape);
-            Tensor::zeros(&shape)
+            Tensor::zeros_on(&shape, weight.device())?
         }
     };
     Ok((sq_norms_of_raw(rec, weight, mask, &raw)?, raw))
@@ -423,10 +423,10 @@ pub fn materialized_clipped_sum(
     factors: &[f32],
 ) -> Result<Tensor> {
     let wshape = applied_shape(rec, weight);
-    let mut sum = Tensor::zeros(&wshape);
+    let mut sum = Tensor::zeros_on(&wshape, weight.device())?;
     for_each_raw_per_example_grad(rec, dm, &wshape, chunk, |start, grads| {
         let n = grads.shape()[0];
-        let c = Tensor::from_slice(&factors[start..start + n], &[1, n])?;
+        let c = Tensor::from_slice(&factors[start..start + n], &[1, n])?.to_device(grads.device())?;
         let flat = grads.into_reshape(&[n, sum.numel()])?;
         let weighted = c.matmul(&flat)?.into_reshape(&wshape)?;
         sum.add_scaled_(1.0, &weighted)?;
@@ -441,7 +441,7 @@ pub fn scale_rows(g: &Tensor, factors: &[f32], k: usize) -> Result<Tensor> {
     let per_row: Vec<f32> = (0..n).map(|r| factors[r / k]).collect();
     let mut shape = vec![1; g.rank()];
     shape[0] = n;
-    Ok(g.mul(&Tensor::from_vec(per_row, &shape)?)?)
+    Ok(g.mul(&Tensor::from_vec(per_row, &shape)?.to_device(g.device())?)?)
 }
 
 /// Book-keeping (Bu et al. 2023): `sum_i c_i G_i = (c o g) a^T` as one product from the stored
@@ -553,7 +553,7 @@ pub fn weighted_sum_owned(per_example: Tensor, factors: &[f32]) -> Result<Tensor
     let b = per_example.shape()[0];
     let rest: Vec<usize> = per_example.shape()[1..].to_vec();
     let numel = per_example.numel();
-    let c = Tensor::from_slice(factors, &[1, b])?;
+    let c = Tensor::from_slice(factors, &[1, b])?.to_device(per_example.device())?;
     Ok(
         c.matmul(&per_example.into_reshape(&[b, numel / b.max(1)])?)?
             .into_reshape(&rest)?,
@@ -568,7 +568,7 @@ pub fn weighted_sum(
 ) -> Result<Tensor> {
     let b = per_example.shape()[0];
     let rest: Vec<usize> = per_example.shape()[1..].to_vec();
-    let c = Tensor::from_slice(factors, &[1, b])?;
+    let c = Tensor::from_slice(factors, &[1, b])?.to_device(per_example.device())?;
     let sum = c
         .matmul(&per_example.reshape(&[b, per_example.numel() / b.max(1)])?)?
         .into_reshape(&rest)?;

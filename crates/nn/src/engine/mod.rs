@@ -343,7 +343,7 @@ fn naive(
         let logits = model.forward(&mut tape, input)?;
         let loss = tape.cross_entropy(logits, &labels[i * k..(i + 1) * k])?;
         losses.extend(example_losses(&tape.value(loss).to_vec(), k));
-        let seed = Tensor::full(&[k], 1.0 / k as f32);
+        let seed = Tensor::full_on(&[k], 1.0 / k as f32, x.device())?;
         let grads = tape.backward(loss, seed, BackwardMode::Full)?;
         layer_map = layer_params(tape.layers());
         let masked = params
@@ -373,8 +373,8 @@ fn naive(
     } = factors(cfg, &layer_sq, b)?;
     let mut sums: Vec<Tensor> = params
         .iter()
-        .map(|(_, p)| Tensor::zeros(p.value.shape()))
-        .collect();
+        .map(|(_, p)| Tensor::zeros_on(p.value.shape(), p.value.device()))
+        .collect::<std::result::Result<_, _>>()?;
     for (l, (w, bias)) in layer_map.iter().enumerate() {
         for (i, g) in per_example.iter().enumerate() {
             for id in std::iter::once(*w).chain(*bias) {
@@ -412,7 +412,7 @@ fn vectorised(
     let logits = model.forward(&mut tape, input)?;
     let loss = tape.cross_entropy(logits, labels)?;
     let losses = example_losses(&tape.value(loss).to_vec(), k);
-    let seed = Tensor::full(&[b * k], 1.0 / k as f32);
+    let seed = Tensor::full_on(&[b * k], 1.0 / k as f32, x.device())?;
     tape.backward(loss, seed, BackwardMode::RecordOnly)?;
     let two_pass = matches!(engine, Engine::Ghost | Engine::Mixed) && cfg.per_layer.is_none();
     if !two_pass {
@@ -477,14 +477,14 @@ fn vectorised(
     // Clipped sums.
     let mut sums: Vec<Tensor> = params
         .iter()
-        .map(|(_, p)| Tensor::zeros(p.value.shape()))
-        .collect();
+        .map(|(_, p)| Tensor::zeros_on(p.value.shape(), p.value.device()))
+        .collect::<std::result::Result<_, _>>()?;
     if two_pass {
         // Ghost clipping's second pass: the gradient of sum_i c_i loss_i is sum_i c_i G_i.
         let per_row: Vec<f32> = (0..b * k).map(|r| summary[r / k] / k as f32).collect();
         let grads = tape.backward(
             loss,
-            Tensor::from_vec(per_row, &[b * k])?,
+            Tensor::from_vec(per_row, &[b * k])?.to_device(x.device())?,
             BackwardMode::Full,
         )?;
         for (id, _) in params.iter() {
@@ -542,16 +542,15 @@ pub fn batch_gradient(
     let loss = tape.cross_entropy(logits, labels)?;
     let losses = tape.value(loss).to_vec();
     check_finite("the losses", &losses)?;
-    let grads = tape.backward(loss, Tensor::ones(&[labels.len()]), BackwardMode::Full)?;
+    let seed = Tensor::full_on(&[labels.len()], 1.0, x.device())?;
+    let grads = tape.backward(loss, seed, BackwardMode::Full)?;
     let sums = params
         .iter()
-        .map(|(id, p)| {
-            grads
-                .get(id)
-                .cloned()
-                .unwrap_or_else(|| Tensor::zeros(p.value.shape()))
+        .map(|(id, p)| match grads.get(id) {
+            Some(g) => Ok(g.clone()),
+            None => Tensor::zeros_on(p.value.shape(), p.value.device()),
         })
-        .collect();
+        .collect::<std::result::Result<_, _>>()?;
     Ok((sums, losses))
 }
 

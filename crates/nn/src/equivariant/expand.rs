@@ -122,7 +122,7 @@ impl ExpansionMap {
         }
         let v = w.to_vec();
         let out: Vec<f32> = self.src.iter().map(|&i| v[i as usize]).collect();
-        Ok(Tensor::from_vec(out, &self.shape)?)
+        Ok(Tensor::from_vec(out, &self.shape)?.to_device(w.device())?)
     }
 
     /// `J^T g` (a scatter-add): `g` has the applied shape, optionally after leading axes
@@ -150,6 +150,6 @@ impl ExpansionMap {
         }
         let mut shape = lead.to_vec();
         shape.extend_from_slice(&self.base_shape);
-        Ok(Tensor::from_vec(out, &shape)?)
+        Ok(Tensor::from_vec(out, &shape)?.to_device(g.device())?)
     }
 }

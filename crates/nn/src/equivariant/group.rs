@@ -157,6 +157,6 @@ impl Group {
                 }
             }
         }
-        Ok(Tensor::from_vec(out, s)?)
+        Ok(Tensor::from_vec(out, s)?.to_device(x.device())?)
     }
 }
