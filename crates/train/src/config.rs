@@ -126,6 +126,10 @@ pub struct TrainingConfig {
     pub eval_every: u64,
     /// Seed of sampling, augmentation, selection and noise streams.
     pub seed: u64,
+    /// Where per-example gradients are computed: `auto` (a hardware GPU through wgpu if there
+    /// is one, else the CPU; the `SPARSEDP_DEVICE` environment variable overrides), `cpu` or
+    /// `wgpu`. Noise, the update, the optimiser and the accountant always run on the CPU.
+    pub device: String,
 }
 
 /// `[pruning]`
@@ -228,6 +232,7 @@ impl Default for TrainingConfig {
             gamma: 0.1,
             warmup_steps: 0,
             ema_decay: None,
+            device: "auto".into(),
             eval_every: 0,
             seed: 0,
         }
@@ -395,6 +400,7 @@ impl TrainConfig {
             &t.optimizer,
             &["sgd", "adam", "adamw"],
         )?;
+        one_of("training.device", &t.device, &["auto", "cpu", "wgpu"])?;
         if !(t.lr.is_finite() && t.lr > 0.0) {
             bail!("training.lr must be positive, got {}", t.lr);
         }

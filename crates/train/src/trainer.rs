@@ -30,7 +30,7 @@ use sparsedp_data::{
 };
 use sparsedp_nn::{ClipConfig, Engine, Model, ParamMask, Tape, batch_gradient, clip_batch};
 use sparsedp_prune::io::{load_params_into, save_params, save_params_with_metadata};
-use sparsedp_tensor::{Tensor, TensorRng};
+use sparsedp_tensor::{Device, Tensor, TensorRng};
 use std::collections::HashMap;
 use std::io::Write;
 use std::num::NonZeroUsize;
@@ -70,6 +70,8 @@ pub struct Summary {
     pub density: f64,
     /// Private training set size.
     pub train_examples: usize,
+    /// The device that computed the per-example gradients, e.g. `cpu (2 threads)`.
+    pub device: String,
 }
 
 /// The datasets of a run.
@@ -492,6 +494,14 @@ pub fn train(cfg: &TrainConfig, dir: &Path, opts: &RunOptions) -> Result<Summary
         }
     }
     let mut metrics = Metrics::open(dir, opts.resume.then_some(start))?;
+    let device = resolve_device(&cfg.training.device)?;
+    // On a GPU, a second instance of the model holds device copies of the parameters, refreshed
+    // from the CPU model (the one the optimiser updates and checkpoints save) at every step.
+    let mut gpu_model = match device {
+        Device::Cpu => None,
+        _ => Some(models::build(&cfg.model.name, cfg.model.seed)?),
+    };
+    let mut active_dev = None;
     let engine = Engine::from_name(&cfg.privacy.engine).context("unknown engine")?;
     let clip = {
         let mut c = ClipConfig::flat(cfg.privacy.clip_norm);
@@ -547,6 +557,10 @@ pub fn train(cfg: &TrainConfig, dir: &Path, opts: &RunOptions) -> Result<Summary
                 }
             }
             active = sparsity.active_mask(model.as_ref(), step)?;
+            if let Some(gm) = gpu_model.as_mut() {
+                upload_params(model.params(), gm.params_mut(), device)?;
+                active_dev = Some(active.to_device(device)?);
+            }
             sums = model
                 .params()
                 .iter()
@@ -565,23 +579,27 @@ pub fn train(cfg: &TrainConfig, dir: &Path, opts: &RunOptions) -> Result<Summary
         if !b.is_empty() {
             let examples = b.examples();
             // The chunk is owned and not read again: its pixels move into the tensor.
-            let x = Tensor::from_vec(b.data, &b.shape)?;
+            let x = Tensor::from_vec(b.data, &b.shape)?.to_device(device)?;
             let labels: Vec<usize> = b.labels.iter().map(|&l| l as usize).collect();
+            let (m, mask) = match (gpu_model.as_ref(), active_dev.as_ref()) {
+                (Some(gm), Some(a)) => (gm.as_ref(), a),
+                _ => (model.as_ref(), &active),
+            };
             if dp {
-                let out = clip_batch(engine, model.as_ref(), &x, &labels, &active, &clip)
+                let out = clip_batch(engine, m, &x, &labels, mask, &clip)
                     .map_err(|e| nonfinite_context(e, step))?;
                 for (s, g) in sums.iter_mut().zip(&out.clipped_sum) {
-                    s.add_scaled_(1.0, g)?;
+                    add_on_host(s, g)?;
                 }
                 step_loss.0 += out.losses.iter().map(|&l| f64::from(l)).sum::<f64>();
                 step_loss.1 += out.losses.len();
                 step_clipped.0 += out.factors.iter().filter(|&&f| f < 1.0).count();
                 step_clipped.1 += out.factors.len();
             } else {
-                let (g, losses) = batch_gradient(model.as_ref(), &x, &labels)
+                let (g, losses) = batch_gradient(m, &x, &labels)
                     .map_err(|e| nonfinite_context(e, step))?;
                 for (s, g) in sums.iter_mut().zip(&g) {
-                    s.add_scaled_(1.0, g)?;
+                    add_on_host(s, g)?;
                 }
                 step_loss.0 += losses.iter().map(|&l| f64::from(l)).sum::<f64>();
                 step_loss.1 += losses.len();
@@ -726,6 +744,7 @@ pub fn train(cfg: &TrainConfig, dir: &Path, opts: &RunOptions) -> Result<Summary
         seconds,
         density: sparsity.pruning.density(model.params()),
         train_examples: n,
+        device: device.describe(),
     };
     metrics.write(&serde_json::json!({"step": steps_done, "final": true, "test_accuracy": test_accuracy, "test_loss": test_loss, "epsilon": summary.epsilon}))?;
     std::fs::write(
@@ -807,4 +826,38 @@ fn progress_bar(total: u64, start: u64, show: bool) -> Option<indicatif::Progres
     );
     bar.set_position(start);
     Some(bar)
+}
+
+/// The device of `training.device`: `auto` is [`Device::best`] (which honours
+/// `SPARSEDP_DEVICE`), `cpu` and `wgpu` are explicit (`wgpu` fails when no adapter opens).
+fn resolve_device(name: &str) -> Result<Device> {
+    let d = if name == "auto" {
+        Device::best()
+    } else {
+        Device::from_name(name)
+    };
+    d.with_context(|| format!("training.device = {name:?}"))
+}
+
+/// Copies the CPU model's parameter values onto `device`, into the GPU model.
+fn upload_params(
+    from: &sparsedp_nn::ParamStore,
+    to: &mut sparsedp_nn::ParamStore,
+    device: Device,
+) -> Result<()> {
+    for ((_, src), (_, dst)) in from.iter().zip(to.iter_mut()) {
+        dst.value = src.value.to_device(device)?;
+    }
+    Ok(())
+}
+
+/// `sum += g`, downloading `g` first when it lives on a device (the step's sums, the noise and
+/// the update stay on the host).
+fn add_on_host(sum: &mut Tensor, g: &Tensor) -> Result<()> {
+    if g.device() == Device::Cpu {
+        sum.add_scaled_(1.0, g)?;
+    } else {
+        sum.add_scaled_(1.0, &g.to_device(Device::Cpu)?)?;
+    }
+    Ok(())
 }

@@ -245,3 +245,38 @@ fn delta_defaults_below_one_over_n() {
     let d = trainer::default_delta(n);
     assert!(d < 1.0 / n as f64 && d == 0.1 / n as f64);
 }
+
+#[test]
+fn training_on_wgpu_matches_training_on_the_cpu() {
+    if let Err(e) = sparsedp_tensor::Device::from_name("wgpu") {
+        eprintln!("skipping: no wgpu device ({e})");
+        return;
+    }
+    let mut cfg = small_config();
+    cfg.training.device = "cpu".into();
+    let cpu_dir = tempdir("device-cpu");
+    let on_cpu = trainer::train(&cfg, &cpu_dir, &RunOptions::default()).unwrap();
+    cfg.training.device = "wgpu".into();
+    let gpu_dir = tempdir("device-wgpu");
+    let on_gpu = trainer::train(&cfg, &gpu_dir, &RunOptions::default()).unwrap();
+    assert!(on_gpu.device.starts_with("wgpu: "), "{}", on_gpu.device);
+    assert!(on_cpu.device.starts_with("cpu"), "{}", on_cpu.device);
+    // Same plan, same accounting, same noise stream: only the gradients' rounding differs.
+    assert_eq!(on_gpu.steps, on_cpu.steps);
+    assert_eq!(on_gpu.epsilon, on_cpu.epsilon);
+    let (a, mask) = load_model(&cpu_dir);
+    let (b, _) = load_model(&gpu_dir);
+    for (id, p) in a.iter() {
+        let (x, y) = (p.value.to_vec(), b.value(id).to_vec());
+        let scale = x.iter().map(|v| v.abs()).fold(0.0f32, f32::max).max(1e-3);
+        let worst = x.iter().zip(&y).map(|(u, v)| (u - v).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 1e-3 * scale, "{}: differs by {worst} (scale {scale})", p.name);
+        if let Some(m) = mask.get(id) {
+            // Frozen coordinates are bit-identical: both runs never touch them.
+            for ((u, v), k) in x.iter().zip(&y).zip(m.to_vec()) {
+                assert!(k == 1.0 || u == v, "{}: frozen coordinate moved", p.name);
+            }
+        }
+    }
+    assert!((on_gpu.test_accuracy - on_cpu.test_accuracy).abs() <= 0.01);
+}
