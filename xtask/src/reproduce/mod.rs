@@ -21,8 +21,19 @@ use std::time::Instant;
 pub enum Device {
     /// The CPU backend (rayon + OpenBLAS).
     Cpu,
-    /// The wgpu GPU backend (not built yet).
+    /// The wgpu GPU backend (per-example clipping on the GPU; `training.device = "wgpu"`).
     Wgpu,
+}
+
+impl Device {
+    /// The trainer override selecting this device. The device is part of each run's
+    /// configuration (and so of its cache key): GPU and CPU runs round differently.
+    fn override_(self) -> String {
+        match self {
+            Device::Cpu => "training.device=cpu".into(),
+            Device::Wgpu => "training.device=wgpu".into(),
+        }
+    }
 }
 
 /// `cargo xtask reproduce`
@@ -150,13 +161,6 @@ struct Slot {
 
 /// Runs the suite.
 pub fn run(args: &Args) -> Result<()> {
-    if args.device == Device::Wgpu {
-        bail!(
-            "--device wgpu: the wgpu backend is not built yet. sparsedp has only the CPU backend \
-             today (docs/architecture.md, 'Tensor crate and its device seam', describes where it \
-             will go); use --device cpu"
-        );
-    }
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
@@ -227,7 +231,9 @@ pub fn run(args: &Args) -> Result<()> {
     // Pretraining runs first: cells refer to their directories.
     let mut pre_jobs = Vec::new();
     for p in &plan.pretrain {
-        let resolved = trainer.resolve(&p.preset, &p.set)?;
+        let mut set = p.set.clone();
+        set.push(args.device.override_());
+        let resolved = trainer.resolve(&p.preset, &set)?;
         let hash = cache::config_hash(&resolved, &results_str);
         let dir = cache::run_dir(&results, &hash);
         let when = p
@@ -244,7 +250,7 @@ pub fn run(args: &Args) -> Result<()> {
         pre_jobs.push(Job {
             name: format!("pretrain @{} with preset {}{serves}", p.name, p.preset),
             preset: p.preset.clone(),
-            set: p.set.clone(),
+            set,
             dir,
             hash,
         });
@@ -263,6 +269,7 @@ pub fn run(args: &Args) -> Result<()> {
                     None => o,
                 });
             }
+            set.push(args.device.override_());
             let resolved = trainer.resolve(&cell.preset, &set)?;
             let hash = cache::config_hash(&resolved, &results_str);
             let dir = cache::run_dir(&results, &hash);
