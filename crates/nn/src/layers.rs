@@ -387,7 +387,11 @@ impl Dropout {
         let keep_p = 1.0 - self.rate;
         let keep: Vec<f32> = u.to_vec().iter().map(|&v| f32::from(v < keep_p)).collect();
         let device = tape.value(x).device();
-        tape.dropout(x, Tensor::from_vec(keep, &shape)?.to_device(device)?, self.rate)
+        tape.dropout(
+            x,
+            Tensor::from_vec(keep, &shape)?.to_device(device)?,
+            self.rate,
+        )
     }
 }
 

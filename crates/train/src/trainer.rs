@@ -596,8 +596,8 @@ pub fn train(cfg: &TrainConfig, dir: &Path, opts: &RunOptions) -> Result<Summary
                 step_clipped.0 += out.factors.iter().filter(|&&f| f < 1.0).count();
                 step_clipped.1 += out.factors.len();
             } else {
-                let (g, losses) = batch_gradient(m, &x, &labels)
-                    .map_err(|e| nonfinite_context(e, step))?;
+                let (g, losses) =
+                    batch_gradient(m, &x, &labels).map_err(|e| nonfinite_context(e, step))?;
                 for (s, g) in sums.iter_mut().zip(&g) {
                     add_on_host(s, g)?;
                 }

@@ -426,7 +426,8 @@ pub fn materialized_clipped_sum(
     let mut sum = Tensor::zeros_on(&wshape, weight.device())?;
     for_each_raw_per_example_grad(rec, dm, &wshape, chunk, |start, grads| {
         let n = grads.shape()[0];
-        let c = Tensor::from_slice(&factors[start..start + n], &[1, n])?.to_device(grads.device())?;
+        let c =
+            Tensor::from_slice(&factors[start..start + n], &[1, n])?.to_device(grads.device())?;
         let flat = grads.into_reshape(&[n, sum.numel()])?;
         let weighted = c.matmul(&flat)?.into_reshape(&wshape)?;
         sum.add_scaled_(1.0, &weighted)?;

@@ -29,7 +29,15 @@ fn check_on_gpu(model: &mut dyn Model, n: usize, keep: f32) {
     let (x, y) = batch(&*model, n, 3);
     let mask = random_weight_mask(model.params(), keep, 4);
     // Clip at about the median norm so both clipped and unclipped examples occur.
-    let probe = clip_batch(Engine::Naive, &*model, &x, &y, &mask, &ClipConfig::flat(1e6)).unwrap();
+    let probe = clip_batch(
+        Engine::Naive,
+        &*model,
+        &x,
+        &y,
+        &mask,
+        &ClipConfig::flat(1e6),
+    )
+    .unwrap();
     let mut norms = probe.norms.clone();
     norms.sort_by(f32::total_cmp);
     let cfg = ClipConfig {
@@ -39,7 +47,10 @@ fn check_on_gpu(model: &mut dyn Model, n: usize, keep: f32) {
     let reference = clip_batch(Engine::Naive, &*model, &x, &y, &mask, &cfg).unwrap();
 
     model.params_mut().to_device(Device::Wgpu).unwrap();
-    let (gx, gmask) = (x.to_device(Device::Wgpu).unwrap(), mask.to_device(Device::Wgpu).unwrap());
+    let (gx, gmask) = (
+        x.to_device(Device::Wgpu).unwrap(),
+        mask.to_device(Device::Wgpu).unwrap(),
+    );
     for engine in Engine::ALL {
         let out = clip_batch(engine, &*model, &gx, &y, &gmask, &cfg)
             .unwrap_or_else(|e| panic!("{} on wgpu: {e}", engine.name()));
@@ -55,10 +66,18 @@ fn check_on_gpu(model: &mut dyn Model, n: usize, keep: f32) {
             let g = &out.clipped_sum[id.0];
             assert_eq!(g.device(), Device::Wgpu, "{name}: {} left the GPU", p.name);
             let e = rel_err(&cpu(g), &reference.clipped_sum[id.0]);
-            assert!(e < TOL, "{name}: clipped sum of {} differs by {e:e}", p.name);
+            assert!(
+                e < TOL,
+                "{name}: clipped sum of {} differs by {e:e}",
+                p.name
+            );
             if let Some(m) = mask.get(id) {
                 for (g, keep) in cpu(g).to_vec().iter().zip(m.to_vec()) {
-                    assert!(keep == 1.0 || *g == 0.0, "{name}: masked coordinate of {} is {g}", p.name);
+                    assert!(
+                        keep == 1.0 || *g == 0.0,
+                        "{name}: masked coordinate of {} is {g}",
+                        p.name
+                    );
                 }
             }
         }
@@ -103,5 +122,15 @@ fn a_mask_on_another_device_is_an_error_not_a_copy() {
     let mask = ParamMask::dense(model.params());
     model.params_mut().to_device(Device::Wgpu).unwrap();
     // Data on the CPU, parameters on the GPU.
-    assert!(clip_batch(Engine::BookKeeping, &model, &x, &y, &mask, &ClipConfig::flat(1.0)).is_err());
+    assert!(
+        clip_batch(
+            Engine::BookKeeping,
+            &model,
+            &x,
+            &y,
+            &mask,
+            &ClipConfig::flat(1.0)
+        )
+        .is_err()
+    );
 }

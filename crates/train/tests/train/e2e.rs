@@ -269,8 +269,16 @@ fn training_on_wgpu_matches_training_on_the_cpu() {
     for (id, p) in a.iter() {
         let (x, y) = (p.value.to_vec(), b.value(id).to_vec());
         let scale = x.iter().map(|v| v.abs()).fold(0.0f32, f32::max).max(1e-3);
-        let worst = x.iter().zip(&y).map(|(u, v)| (u - v).abs()).fold(0.0f32, f32::max);
-        assert!(worst <= 1e-3 * scale, "{}: differs by {worst} (scale {scale})", p.name);
+        let worst = x
+            .iter()
+            .zip(&y)
+            .map(|(u, v)| (u - v).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst <= 1e-3 * scale,
+            "{}: differs by {worst} (scale {scale})",
+            p.name
+        );
         if let Some(m) = mask.get(id) {
             // Frozen coordinates are bit-identical: both runs never touch them.
             for ((u, v), k) in x.iter().zip(&y).zip(m.to_vec()) {
