@@ -252,31 +252,33 @@ fn reductions_match_cpu() {
 #[test]
 fn matmul_matches_cpu_for_every_layout() {
     need_gpu!();
-    // Sizes that are not multiples of the 64 x 64 tile, and K not a multiple of 16.
-    let (m, n, k) = (70, 130, 45);
-    for ta in [false, true] {
-        for tb in [false, true] {
-            let a = randn(&if ta { [k, m] } else { [m, k] }, 50);
-            let b = randn(&if tb { [n, k] } else { [k, n] }, 51);
-            check(
-                &format!("matmul ta={ta} tb={tb}"),
-                &[&a, &b],
-                1e-5,
-                1e-4,
-                |t| t[0].matmul_t(t[1], ta, tb),
-            );
-            // Batched A with shared B, shared A with batched B, both batched.
-            let ab = randn(&if ta { [3, k, m] } else { [3, m, k] }, 52);
-            let bb = randn(&if tb { [3, n, k] } else { [3, k, n] }, 53);
-            check("bmm batched A", &[&ab, &b], 1e-5, 1e-4, |t| {
-                t[0].matmul_t(t[1], ta, tb)
-            });
-            check("bmm batched B", &[&a, &bb], 1e-5, 1e-4, |t| {
-                t[0].matmul_t(t[1], ta, tb)
-            });
-            check("bmm both", &[&ab, &bb], 1e-5, 1e-4, |t| {
-                t[0].matmul_t(t[1], ta, tb)
-            });
+    // Sizes that are not multiples of the 64 x 64 tile (and K not a multiple of 16), then of
+    // the 128 x 128 tile used when M and N are both at least 128 (K not a multiple of 8).
+    for (m, n, k) in [(70, 130, 45), (200, 300, 50)] {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                let a = randn(&if ta { [k, m] } else { [m, k] }, 50);
+                let b = randn(&if tb { [n, k] } else { [k, n] }, 51);
+                check(
+                    &format!("matmul ta={ta} tb={tb}"),
+                    &[&a, &b],
+                    1e-5,
+                    1e-4,
+                    |t| t[0].matmul_t(t[1], ta, tb),
+                );
+                // Batched A with shared B, shared A with batched B, both batched.
+                let ab = randn(&if ta { [3, k, m] } else { [3, m, k] }, 52);
+                let bb = randn(&if tb { [3, n, k] } else { [3, k, n] }, 53);
+                check("bmm batched A", &[&ab, &b], 1e-5, 1e-4, |t| {
+                    t[0].matmul_t(t[1], ta, tb)
+                });
+                check("bmm batched B", &[&a, &bb], 1e-5, 1e-4, |t| {
+                    t[0].matmul_t(t[1], ta, tb)
+                });
+                check("bmm both", &[&ab, &bb], 1e-5, 1e-4, |t| {
+                    t[0].matmul_t(t[1], ta, tb)
+                });
+            }
         }
     }
     // Larger K: the error grows like sqrt(K) for both backends.
@@ -379,6 +381,14 @@ fn conv2d_matches_cpu() {
         [3, 8, 5, 5],
         [4, 8, 1, 1],
         Conv2dParams::default(),
+        true,
+    );
+    // 128 output channels over 144 positions: the forward runs on the 128 x 128 tile.
+    check_conv(
+        "wide",
+        [2, 8, 12, 12],
+        [128, 8, 3, 3],
+        Conv2dParams::padded(1),
         true,
     );
     // The Tramer-Boneh CIFAR-10 first layer shape at a small batch; many examples per
