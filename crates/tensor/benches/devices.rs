@@ -108,6 +108,8 @@ fn dispatch_overhead(device: Device, n: usize) -> (f64, f64) {
 }
 
 fn main() {
+    // As the `sparsedp` binary does: freed buffers stay mapped between steps.
+    sparsedp_tensor::retain_freed_memory();
     let rounds: usize = std::env::var("SPARSEDP_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())

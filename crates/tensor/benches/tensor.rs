@@ -201,6 +201,8 @@ fn conv_jobs(c_in: usize, c_out: usize, hw: usize, engine: GemmEngine) -> [Job; 
 }
 
 fn main() {
+    // As the `sparsedp` binary does: freed buffers stay mapped between steps.
+    sparsedp_tensor::retain_freed_memory();
     let rounds: usize = std::env::var("SPARSEDP_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -53,7 +53,7 @@ mod tensor;
 #[cfg(feature = "wgpu")]
 mod wgpu;
 
-pub use buffers::{cached_bytes, release_cached_buffers};
+pub use buffers::{cached_bytes, release_cached_buffers, retain_freed_memory};
 pub use device::{DEVICE_ENV, Device};
 pub use error::{Result, TensorError};
 pub use ops::conv2d::{Conv2dGeometry, Conv2dParams};

@@ -102,6 +102,9 @@ struct InfoArgs {
 }
 
 fn main() -> ExitCode {
+    // Keep freed tensor buffers mapped between steps (see the function's docs: 1.5-1.7x faster
+    // steps on the development VM).
+    sparsedp_tensor::retain_freed_memory();
     let account = sparsedp_accountant::cli::command()
         .name("account")
         .about("The privacy accountant: epsilon, delta, sigma, steps, rdp");
