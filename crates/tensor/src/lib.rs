@@ -11,8 +11,12 @@
 //! # Devices
 //! The CPU backend (`backend::CpuBackend`) is both the reference implementation every other
 //! path is tested against and a fast engine (im2col + BLAS GEMM, rayon across examples). The
-//! crate-private `backend::BackendOps` trait is the seam a second backend plugs into: `Tensor`
-//! methods validate shapes once and dispatch on the storage's device, so callers never change.
+//! wgpu backend (cargo feature `wgpu`, on by default) runs every op as a WGSL compute shader on
+//! [`Device::Wgpu`]; tensors move with [`Tensor::to_device`] and stay on the device between ops.
+//! [`Device::best`] picks a hardware GPU, else the CPU (`SPARSEDP_DEVICE` forces a choice).
+//! Both implement the crate-private `backend::BackendOps` trait: `Tensor` methods validate
+//! shapes once and dispatch on the storage's device, so callers never change. Operands on
+//! different devices are an error, never an implicit copy.
 //!
 //! # Performance model
 //! Convolutions are im2col + GEMM per example (small feature maps are unfolded several examples
