@@ -13,9 +13,9 @@
 //!
 //! Peak memory comes from a counting global allocator: the largest number of live heap bytes
 //! during the row's steps, minus the live bytes when the row started (model, batch and mask are
-//! allocated before). The tensor crate's buffer cache is emptied before every row, so a row
-//! cannot reuse buffers another row allocated; buffers it caches during its own steps count as
-//! live (they are real process memory).
+//! allocated before), measured on a step that starts from an empty tensor buffer cache, so a row
+//! cannot reuse buffers another row allocated; buffers it caches during its own step count as
+//! live (they are real process memory). The timed step follows it directly (steady state).
 
 use sparsedp_nn::models::{TramerBonehCifar, WideResNet};
 use sparsedp_nn::{ClipConfig, Engine, Model, ParamMask, ParamRole, batch_gradient, clip_batch};
@@ -111,30 +111,31 @@ impl Row {
 }
 
 /// Runs one warm-up round and then `reps` timed rounds over all configurations, interleaved
-/// (round r runs every configuration once, each timed step right after an untimed step of the
-/// same configuration), so load changes on the shared machine hit every configuration alike. Time: best and median seconds per step over the timed rounds. Memory:
-/// the largest peak of live heap bytes above the level before the step, over all rounds, with
-/// the tensor buffer cache emptied before every step.
+/// (round r runs every configuration once), so load changes on the shared machine hit every
+/// configuration alike. In each round a configuration first runs an untimed step from an empty
+/// tensor buffer cache, whose peak of live heap bytes above the level before the step is its
+/// memory figure (the largest over rounds), then the timed step: the steady state of a training
+/// loop, which repeats one configuration. Time: best and median seconds over the timed rounds.
 fn measure(configs: &mut [Config<'_>], reps: usize) -> Vec<Row> {
     let mut times = vec![Vec::with_capacity(reps); configs.len()];
     let mut cpus: Vec<Option<f64>> = vec![None; configs.len()];
     let mut peaks = vec![0usize; configs.len()];
     for round in 0..=reps {
         for (i, c) in configs.iter_mut().enumerate() {
-            // An untimed step of the same configuration first: a training loop repeats one
-            // configuration, so the heap (kept mapped by `retain_freed_memory`) is already
-            // shaped for it; without this, each timed step would pay for reshaping the heap
-            // after a different configuration.
-            (c.step)();
+            // Memory: an untimed step from an empty tensor buffer cache, so buffers the cache
+            // held for another configuration do not hide this one's allocations.
             release_cached_buffers();
             let base = CURRENT.load(Ordering::Relaxed);
             PEAK.store(base, Ordering::Relaxed);
+            (c.step)();
+            peaks[i] = peaks[i].max(PEAK.load(Ordering::Relaxed).saturating_sub(base));
+            // Time: the next step of the same configuration, as in a training loop (the cache
+            // and the heap, kept mapped by `retain_freed_memory`, are shaped for it).
             let cpu0 = process_cpu_seconds();
             let t = Instant::now();
             (c.step)();
             let secs = t.elapsed().as_secs_f64();
             let cpu = cpu0.and_then(|a| process_cpu_seconds().map(|b| b - a));
-            peaks[i] = peaks[i].max(PEAK.load(Ordering::Relaxed).saturating_sub(base));
             if round > 0 {
                 times[i].push(secs);
                 if let Some(cpu) = cpu {
