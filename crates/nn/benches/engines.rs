@@ -3,8 +3,9 @@
 //! engine (`clip_batch`), dense and with a 90% random pruning mask, on synthetic data.
 //!
 //! `cargo bench -p sparsedp-nn` (one run; `ENGINES_BENCH_REPS=n` timed rounds, default 3,
-//! after one warm-up round; `ENGINES_BENCH_WRN=0` skips WRN-16-4). Rounds are interleaved (each
-//! round runs every configuration once) and the best time is reported next to the median:
+//! after one warm-up round; `ENGINES_BENCH_WRN=0` skips WRN-16-4; `ENGINES_BENCH_ONLY=a,b` keeps
+//! only the configurations whose label contains `a` or `b`, beside the non-private baseline).
+//! Rounds are interleaved (each round runs every configuration once) and the best time is reported next to the median:
 //! on a shared machine the best is the least disturbed measurement.
 //!
 //! CPU time (all threads, from `/proc/self/stat`) is reported next to wall time: on a shared
@@ -236,6 +237,16 @@ fn run_model(
                 }),
             });
         }
+    }
+    // `ENGINES_BENCH_ONLY=a,b`: keep the configurations whose label contains one of the
+    // comma-separated substrings (the non-private baseline always stays: ratios need it).
+    if let Ok(only) = std::env::var("ENGINES_BENCH_ONLY") {
+        let keys: Vec<&str> = only.split(',').filter(|k| !k.is_empty()).collect();
+        let mut i = 0;
+        configs.retain(|c| {
+            i += 1;
+            i == 1 || keys.iter().any(|k| c.label.contains(k))
+        });
     }
     measure(&mut configs, reps)
 }

@@ -17,6 +17,7 @@
 use crate::error::{NnError, Result};
 use crate::param::{ParamId, ParamStore};
 use crate::transform::WeightTransform;
+use rayon::prelude::*;
 use sparsedp_tensor::{Conv2dParams, Pool2dParams, Tensor, UnaryOp};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -196,6 +197,16 @@ impl<'a> Tape<'a> {
         self.nodes = Vec::new();
     }
 
+    /// Frees layer `l`'s recorded input and output gradient (the record keeps its kind and
+    /// parameters). The engines call this only for a layer whose per-example gradients they
+    /// already hold and whose input and output gradient they will not read again.
+    pub(crate) fn release_layer_record(&mut self, l: usize) {
+        if let Some(rec) = self.layers.get_mut(l) {
+            rec.input = Tensor::zeros(&[0]);
+            rec.grad_output = None;
+        }
+    }
+
     /// Records an input (data; no gradient flows into it).
     pub fn input(&mut self, x: Tensor) -> Var {
         self.push(x, Op::Leaf)
@@ -207,15 +218,7 @@ impl<'a> Tape<'a> {
             let y = self.value(x).clone();
             return self.push(y, Op::Identity(x));
         }
-        let y = match (op, self.value(x).as_slice()) {
-            // tanh is the CNNs' activation and the tensor crate's per-element `f32::tanh`
-            // costs about ten multiplies; see `fast_tanh`.
-            (UnaryOp::Tanh, Some(xs)) => {
-                let v: Vec<f32> = xs.iter().map(|&v| fast_tanh(v)).collect();
-                Tensor::from_vec(v, self.value(x).shape()).expect("same length as the input")
-            }
-            _ => self.value(x).unary(op),
-        };
+        let y = self.value(x).unary(op);
         self.push(y, Op::Unary(x, op))
     }
 
@@ -619,34 +622,6 @@ impl<'a> Tape<'a> {
     }
 }
 
-/// `tanh(x)` in f32 without a libm call, so that a loop over a tensor vectorises: with
-/// `y = 2|x|` (clamped to 18, where `tanh` rounds to 1), `e^y - 1 = 2^n q(r) + (2^n - 1)` for
-/// `y = n ln 2 + r`, `|r| <= ln(2) / 2` and `q(r) = e^r - 1` by its degree-8 Taylor polynomial
-/// (truncation below 2e-10), then `tanh|x| = (e^y - 1) / (e^y + 1)`, which has no cancellation for
-/// small `|x|`. Accurate to a few f32 ulps (tested against f64 in `tests/nn/gradcheck.rs`); NaN
-/// stays NaN.
-#[inline(always)]
-fn fast_tanh(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting rounds to an integer
-    let y = 2.0 * x.abs().min(9.0);
-    let n = (y * LOG2E + ROUND) - ROUND;
-    let r = (y - n * LN2_HI) - n * LN2_LO;
-    let q = r + r
-        * r
-        * (1.0 / 2.0
-            + r * (1.0 / 6.0
-                + r * (1.0 / 24.0
-                    + r * (1.0 / 120.0
-                        + r * (1.0 / 720.0 + r * (1.0 / 5040.0 + r * (1.0 / 40320.0)))))));
-    let s = f32::from_bits(((n as i32 + 127) << 23) as u32);
-    let em1 = s * q + (s - 1.0);
-    let t = (em1 / (em1 + 2.0)).copysign(x);
-    if x.is_nan() { x } else { t }
-}
-
 /// `g * f'(x)` computed from the output `y = f(x)` where that is cheaper than re-evaluating
 /// `f` (tanh: `1 - y^2`, sigmoid: `y (1 - y)`, relu: `[y > 0]`; the same f32 arithmetic as the
 /// tensor crate's derivative, which recomputes `y` from `x`), in place in `g`'s buffer. Gives
@@ -656,18 +631,27 @@ fn unary_backward_from_output(
     y: &Tensor,
     g: Tensor,
 ) -> std::result::Result<Tensor, Tensor> {
-    let d: fn(f32) -> f32 = match op {
-        UnaryOp::Tanh => |y| 1.0 - y * y,
-        UnaryOp::Sigmoid => |y| y * (1.0 - y),
-        UnaryOp::Relu => |y| if y > 0.0 { 1.0 } else { 0.0 },
-        _ => return Err(g),
-    };
+    if !matches!(op, UnaryOp::Tanh | UnaryOp::Sigmoid | UnaryOp::Relu) {
+        return Err(g);
+    }
     let mut g = g;
     match (y.as_slice(), g.as_mut_slice()) {
         (Some(ys), Some(gs)) if ys.len() == gs.len() => {
-            for (gv, &yv) in gs.iter_mut().zip(ys) {
-                *gv *= d(yv);
+            // Memory-bound: split across the pool like the tensor crate's elementwise kernels,
+            // one monomorphic loop per activation so that each vectorises.
+            const CHUNK: usize = 1 << 15;
+            fn apply(gc: &mut [f32], yc: &[f32], d: impl Fn(f32) -> f32) {
+                for (gv, &yv) in gc.iter_mut().zip(yc) {
+                    *gv *= d(yv);
+                }
             }
+            gs.par_chunks_mut(CHUNK)
+                .zip(ys.par_chunks(CHUNK))
+                .for_each(|(gc, yc)| match op {
+                    UnaryOp::Tanh => apply(gc, yc, |y| 1.0 - y * y),
+                    UnaryOp::Sigmoid => apply(gc, yc, |y| y * (1.0 - y)),
+                    _ => apply(gc, yc, |y| if y > 0.0 { 1.0 } else { 0.0 }),
+                });
             Ok(g)
         }
         _ => Err(g),

@@ -46,6 +46,26 @@ pub(crate) fn zeroed(n: usize) -> Vec<f32> {
     vec![0.0; n]
 }
 
+/// A buffer of `n` floats for a kernel that writes every element before reading any: a
+/// cached buffer keeps its old contents (only a grown tail is zeroed), which saves the
+/// single-threaded `memset` that [`zeroed`] pays on the calling thread. Still safe Rust (the
+/// floats are initialised, just stale); a kernel that left an element unwritten would return
+/// another tensor's value, so only call this where the kernel's loops cover the whole output
+/// (tests compare every such kernel against references on random shapes).
+pub(crate) fn for_overwrite(n: usize) -> Vec<f32> {
+    if n >= MIN_POOLED_FLOATS
+        && let Some(mut v) = take(n)
+    {
+        if v.len() >= n {
+            v.truncate(n);
+        } else {
+            v.resize(n, 0.0);
+        }
+        return v;
+    }
+    vec![0.0; n]
+}
+
 /// A copy of `src`.
 pub(crate) fn copied(src: &[f32]) -> Vec<f32> {
     if src.len() >= MIN_POOLED_FLOATS

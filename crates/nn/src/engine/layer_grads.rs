@@ -354,11 +354,13 @@ pub fn materialized_sq_norms(
 
 /// Whether the book-keeping engine keeps a materialised layer's per-example gradients
 /// (`B x p x d` values) from the norm pass, so that its clipped sum is one `[1, B] x [B, p d]`
-/// product instead of a second weight-gradient pass over all `T` positions: when they take no
-/// more memory than the layer's record already holds (`a` and `g`).
+/// product instead of a second weight-gradient pass over all `T` positions: when they take at
+/// most twice the memory of the layer's record (`a` and `g`), which the engine frees once the
+/// gradients are kept (so a kept layer costs at most one extra record while it is formed, and
+/// usually less afterwards).
 pub fn worth_keeping(rec: &LayerRecord, dm: &LayerDims, weight: &Tensor) -> bool {
     let g = rec.grad_output.as_ref().map_or(0, Tensor::numel);
-    dm.b * applied_shape(rec, weight).iter().product::<usize>() <= rec.input.numel() + g
+    dm.b * applied_shape(rec, weight).iter().product::<usize>() <= 2 * (rec.input.numel() + g)
 }
 
 /// Shape of the weight the layer applies (and of its raw gradients `G_i`): the stored shape,

@@ -427,7 +427,8 @@ fn vectorised(
     let mut layer_sq = Vec::with_capacity(nl);
     let mut cheap = Vec::with_capacity(nl);
     let mut kept: Vec<Option<Tensor>> = vec![None; nl];
-    for (l, rec) in tape.layers().iter().enumerate() {
+    for l in 0..nl {
+        let rec = &tape.layers()[l];
         let mut sq = vec![0.0f32; b];
         let mut add = |v: Vec<f32>| {
             for (s, x) in sq.iter_mut().zip(v) {
@@ -467,6 +468,10 @@ fn vectorised(
         }
         layer_sq.push(sq);
         cheap.push((cheap_w, cheap_b));
+        if kept[l].is_some() {
+            // The kept gradients replace the record for the clipped sum.
+            tape.release_layer_record(l);
+        }
     }
     let Factors {
         per_layer: layer_factors,
@@ -496,12 +501,13 @@ fn vectorised(
         for (l, rec) in tape.layers().iter().enumerate() {
             let c = &layer_factors[l];
             let (cheap_w, cheap_b) = &cheap[l];
-            if let Some(dm) = lg::dims(rec, b, k) {
-                let weight = params.value(rec.weight);
-                let m = mask.get(rec.weight);
-                sums[rec.weight.0] = if let Some(raw) = kept[l].take() {
-                    lg::raw_clipped_sum(rec, weight, m, raw, c)?
-                } else if engine == Engine::Materialize {
+            let weight = params.value(rec.weight);
+            let m = mask.get(rec.weight);
+            if let Some(raw) = kept[l].take() {
+                // Its record was released: only the kept gradients are read.
+                sums[rec.weight.0] = lg::raw_clipped_sum(rec, weight, m, raw, c)?;
+            } else if let Some(dm) = lg::dims(rec, b, k) {
+                sums[rec.weight.0] = if engine == Engine::Materialize {
                     lg::materialized_clipped_sum(rec, &dm, weight, m, cfg.chunk, c)?
                 } else {
                     lg::bookkeeping_clipped_weight_sum(rec, weight, m, c, k)?

@@ -443,7 +443,8 @@ fn for_each_block(
         return;
     }
     let nb = block_len(g).min(hi - lo);
-    let mut col = crate::buffers::zeroed(g.d_total() * nb * t);
+    // Fully written by im2col before each use.
+    let mut col = crate::buffers::for_overwrite(g.d_total() * nb * t);
     let mut i = lo;
     while i < hi {
         let cnt = nb.min(hi - i);
@@ -474,7 +475,8 @@ fn gather_block(dy: &[f32], first: usize, cnt: usize, c_out: usize, t: usize, bu
 /// Unfolds every example: returns `N x (C*kh*kw) x T`.
 pub(crate) fn cpu_im2col(x: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
     let per = g.d_total() * g.t();
-    let mut out = crate::buffers::zeroed(g.n * per);
+    // im2col writes every entry (zeros where a tap falls in the padding).
+    let mut out = crate::buffers::for_overwrite(g.n * per);
     if per == 0 {
         return out;
     }
@@ -512,7 +514,8 @@ pub(crate) fn cpu_conv2d_forward(
 ) -> Vec<f32> {
     let (t, d, og, groups) = (g.t(), g.d(), g.og(), g.params.groups);
     let per_out = g.c_out * t;
-    let mut y = crate::buffers::zeroed(g.n * per_out);
+    // Every output row is written (GEMM with beta = 0, or copied from the block buffer).
+    let mut y = crate::buffers::for_overwrite(g.n * per_out);
     if y.is_empty() {
         return y;
     }
@@ -685,8 +688,8 @@ pub(crate) fn cpu_conv2d_backward_weight(x: &[f32], dy: &[f32], g: &Conv2dGeomet
         acc.iter_mut().zip(&p).for_each(|(o, v)| *o += v);
         crate::buffers::recycle(p);
     }
-    // Each group's block is d x og; the weight layout wants og x d.
-    let mut out = crate::buffers::zeroed(wlen);
+    // Each group's block is d x og; the weight layout wants og x d (every entry written).
+    let mut out = crate::buffers::for_overwrite(wlen);
     for gi in 0..groups {
         let (src, dst) = (
             &acc[gi * og * d..(gi + 1) * og * d],
@@ -747,7 +750,8 @@ pub(crate) fn cpu_conv2d_per_example_weight_grad(
     dy: &[f32],
     g: &Conv2dGeometry,
 ) -> Vec<f32> {
-    let mut out = crate::buffers::zeroed(g.n * g.c_out * g.d());
+    // Every example's block is written by a GEMM with beta = 0.
+    let mut out = crate::buffers::for_overwrite(g.n * g.c_out * g.d());
     per_example_into(x, dy, g, &mut out);
     out
 }
@@ -897,8 +901,10 @@ impl Tensor {
                 "expected [N, O, Ho, Wo]",
             ));
         };
+        let _ = (n, o, h, w);
+        // Reduce in place, widest axis first (a reshape would copy the whole gradient).
         grad_out
-            .reshape(&[n, o, h * w])?
+            .sum_axis(3, false)?
             .sum_axis(2, false)?
             .sum_axis(0, false)
     }

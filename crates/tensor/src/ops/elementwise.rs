@@ -87,7 +87,8 @@ pub(crate) fn broadcast_zip(
 ) -> Vec<f32> {
     let n = numel(out_shape);
     if a_shape == out_shape && b_shape == out_shape {
-        let mut out = crate::buffers::zeroed(n);
+        // Every element is written below.
+        let mut out = crate::buffers::for_overwrite(n);
         out.par_chunks_mut(PAR_CHUNK)
             .zip(a.par_chunks(PAR_CHUNK).zip(b.par_chunks(PAR_CHUNK)))
             .for_each(|(o, (x, y))| {

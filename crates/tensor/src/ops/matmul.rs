@@ -42,7 +42,8 @@ pub(crate) fn cpu_matmul(a: &[f32], b: &[f32], s: MatmulSpec) -> Vec<f32> {
         a_batched,
         b_batched,
     } = s;
-    let mut c = crate::buffers::zeroed(batch * m * n);
+    // Every GEMM below runs with beta = 0, which never reads C (see `gemm::sgemm_serial`).
+    let mut c = crate::buffers::for_overwrite(batch * m * n);
     let lda = if trans_a { m } else { k };
     let ldb = if trans_b { k } else { n };
     if batch == 0 || m == 0 || n == 0 {

@@ -19,7 +19,8 @@ pub(crate) fn cpu_permute(x: &[f32], shape: &[usize], perm: &[usize]) -> Vec<f32
     let strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
     let last = out_shape[r - 1];
     let ls = strides[r - 1];
-    let mut out = crate::buffers::zeroed(n);
+    // Every row of the output is written below.
+    let mut out = crate::buffers::for_overwrite(n);
     out.par_chunks_mut(last).enumerate().for_each(|(row, dst)| {
         let mut rem = row;
         let mut off = 0;

@@ -120,6 +120,13 @@ impl Pool2dGeometry {
         )
     }
 
+    /// Non-overlapping 2x2 windows without padding (the CNNs' pool), which have a fast path.
+    #[inline]
+    fn is_2x2(&self) -> bool {
+        let p = self.params;
+        p.kernel == [2, 2] && p.stride == [2, 2] && p.padding == [0, 0]
+    }
+
     /// Flat arg-max inside plane `x` for window `(oy, ox)`.
     #[inline]
     fn argmax(&self, x: &[f32], oy: usize, ox: usize) -> usize {
@@ -140,8 +147,33 @@ impl Pool2dGeometry {
 /// CPU kernel: max pooling.
 pub(crate) fn cpu_max_pool2d(x: &[f32], g: &Pool2dGeometry) -> Vec<f32> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    let mut y = crate::buffers::zeroed(g.planes * ohw);
+    // Every output entry is written.
+    let mut y = crate::buffers::for_overwrite(g.planes * ohw);
     if ohw == 0 {
+        return y;
+    }
+    if g.is_2x2() {
+        y.par_chunks_mut(ohw).enumerate().for_each(|(p, yp)| {
+            let xp = &x[p * hw..(p + 1) * hw];
+            for (oy, yrow) in yp.chunks_exact_mut(g.ow).enumerate() {
+                let r0 = &xp[2 * oy * g.w..2 * oy * g.w + 2 * g.ow];
+                let r1 = &xp[(2 * oy + 1) * g.w..(2 * oy + 1) * g.w + 2 * g.ow];
+                for ((out, a), b) in yrow
+                    .iter_mut()
+                    .zip(r0.chunks_exact(2))
+                    .zip(r1.chunks_exact(2))
+                {
+                    // The value of the first maximal element, as the generic path picks it.
+                    let mut m = a[0];
+                    for v in [a[1], b[0], b[1]] {
+                        if v > m {
+                            m = v;
+                        }
+                    }
+                    *out = m;
+                }
+            }
+        });
         return y;
     }
     y.par_chunks_mut(ohw).enumerate().for_each(|(p, yp)| {
@@ -155,11 +187,47 @@ pub(crate) fn cpu_max_pool2d(x: &[f32], g: &Pool2dGeometry) -> Vec<f32> {
     y
 }
 
+/// Row-major index (0..4) of the first maximal element of a 2x2 window `[[a, b], [c, d]]`,
+/// with the generic path's rule: a later element wins only if strictly greater.
+#[inline(always)]
+fn first_max_2x2(a: f32, b: f32, c: f32, d: f32) -> usize {
+    let mut best = 0;
+    let mut m = a;
+    if b > m {
+        best = 1;
+        m = b;
+    }
+    if c > m {
+        best = 2;
+        m = c;
+    }
+    if d > m {
+        best = 3;
+    }
+    best
+}
+
 /// CPU kernel: max pooling backward.
 pub(crate) fn cpu_max_pool2d_backward(x: &[f32], dy: &[f32], g: &Pool2dGeometry) -> Vec<f32> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let mut dx = crate::buffers::zeroed(g.planes * hw);
     if hw == 0 {
+        return dx;
+    }
+    if g.is_2x2() {
+        // Windows do not overlap: each input position receives at most one gradient.
+        dx.par_chunks_mut(hw).enumerate().for_each(|(p, dxp)| {
+            let xp = &x[p * hw..(p + 1) * hw];
+            let dyp = &dy[p * ohw..(p + 1) * ohw];
+            for oy in 0..g.oh {
+                let (i0, i1) = (2 * oy * g.w, (2 * oy + 1) * g.w);
+                for (ox, &d) in dyp[oy * g.ow..(oy + 1) * g.ow].iter().enumerate() {
+                    let (j0, j1) = (i0 + 2 * ox, i1 + 2 * ox);
+                    let k = first_max_2x2(xp[j0], xp[j0 + 1], xp[j1], xp[j1 + 1]);
+                    dxp[[j0, j0 + 1, j1, j1 + 1][k]] = d;
+                }
+            }
+        });
         return dx;
     }
     dx.par_chunks_mut(hw).enumerate().for_each(|(p, dxp)| {
@@ -177,7 +245,8 @@ pub(crate) fn cpu_max_pool2d_backward(x: &[f32], dy: &[f32], g: &Pool2dGeometry)
 pub(crate) fn cpu_avg_pool2d(x: &[f32], g: &Pool2dGeometry) -> Vec<f32> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let inv = 1.0 / (g.params.kernel[0] * g.params.kernel[1]) as f32;
-    let mut y = crate::buffers::zeroed(g.planes * ohw);
+    // Every output entry is written.
+    let mut y = crate::buffers::for_overwrite(g.planes * ohw);
     if ohw == 0 {
         return y;
     }

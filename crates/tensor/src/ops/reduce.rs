@@ -33,6 +33,15 @@ pub(crate) fn split_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) 
 }
 
 /// CPU kernel: reduce `[outer, len, inner]` over the middle axis into `[outer, inner]`.
+///
+/// Two layouts, neither allocating per task:
+/// - `inner == 1` (a contiguous row per output, e.g. summing an image plane): blocks of rows
+///   in parallel, each row reduced by [`reduce_row`];
+/// - `inner > 1`: the output is cut into segments of at most [`SEGMENT`] entries (a row of
+///   `inner` split further when it is long, so that a reduction over the batch axis, with one
+///   output row, still runs in parallel), each accumulated in a stack buffer.
+///
+/// Sums accumulate in `f64` in both layouts.
 pub(crate) fn cpu_reduce_axis(
     op: ReduceOp,
     x: &[f32],
@@ -44,38 +53,96 @@ pub(crate) fn cpu_reduce_axis(
     if inner == 0 || outer == 0 {
         return out;
     }
+    let div = if op == ReduceOp::Mean {
+        len as f64
+    } else {
+        1.0
+    };
+    if inner == 1 {
+        // About PAR_CHUNK input elements per task.
+        let rows = (crate::ops::elementwise::PAR_CHUNK / len.max(1)).max(1);
+        out.par_chunks_mut(rows).enumerate().for_each(|(c, outs)| {
+            for (j, r) in outs.iter_mut().enumerate() {
+                let o = c * rows + j;
+                *r = reduce_row(op, &x[o * len..(o + 1) * len], div);
+            }
+        });
+        return out;
+    }
+    let seg = inner.min(SEGMENT);
+    // Segments per task, so that a task reads about PAR_CHUNK input elements.
+    let min_len = (crate::ops::elementwise::PAR_CHUNK / (len.max(1) * seg)).max(1);
     out.par_chunks_mut(inner).enumerate().for_each(|(o, row)| {
         let base = &x[o * len * inner..(o + 1) * len * inner];
-        match op {
-            ReduceOp::Sum | ReduceOp::Mean => {
-                let mut acc = vec![0.0f64; inner];
-                for l in 0..len {
-                    for (a, &v) in acc.iter_mut().zip(&base[l * inner..(l + 1) * inner]) {
-                        *a += v as f64;
+        row.par_chunks_mut(seg)
+            .with_min_len(min_len)
+            .enumerate()
+            .for_each(|(s, dst)| {
+                let off = s * seg;
+                let w = dst.len();
+                match op {
+                    ReduceOp::Sum | ReduceOp::Mean => {
+                        let mut acc = [0.0f64; SEGMENT];
+                        let acc = &mut acc[..w];
+                        for l in 0..len {
+                            let src = &base[l * inner + off..l * inner + off + w];
+                            for (a, &v) in acc.iter_mut().zip(src) {
+                                *a += v as f64;
+                            }
+                        }
+                        for (r, &a) in dst.iter_mut().zip(acc.iter()) {
+                            *r = (a / div) as f32;
+                        }
                     }
-                }
-                let div = if op == ReduceOp::Mean {
-                    len as f64
-                } else {
-                    1.0
-                };
-                for (r, a) in row.iter_mut().zip(acc) {
-                    *r = (a / div) as f32;
-                }
-            }
-            ReduceOp::Max => {
-                row.fill(f32::NEG_INFINITY);
-                for l in 0..len {
-                    for (r, &v) in row.iter_mut().zip(&base[l * inner..(l + 1) * inner]) {
-                        if v > *r {
-                            *r = v;
+                    ReduceOp::Max => {
+                        dst.fill(f32::NEG_INFINITY);
+                        for l in 0..len {
+                            let src = &base[l * inner + off..l * inner + off + w];
+                            for (r, &v) in dst.iter_mut().zip(src) {
+                                if v > *r {
+                                    *r = v;
+                                }
+                            }
                         }
                     }
                 }
-            }
-        }
+            });
     });
     out
+}
+
+/// Output entries one task of [`cpu_reduce_axis`] accumulates at a time (`inner > 1`).
+const SEGMENT: usize = 512;
+
+/// Sum (divided by `div`) or max of one contiguous row. The sum uses eight `f64` lanes, so the
+/// loop vectorises without reassociating `f32` arithmetic; the max keeps the first maximal
+/// element's value and ignores NaN, like the strided path.
+fn reduce_row(op: ReduceOp, row: &[f32], div: f64) -> f32 {
+    match op {
+        ReduceOp::Sum | ReduceOp::Mean => {
+            let mut lanes = [0.0f64; 8];
+            let mut chunks = row.chunks_exact(8);
+            for c in &mut chunks {
+                for (a, &v) in lanes.iter_mut().zip(c) {
+                    *a += v as f64;
+                }
+            }
+            let mut s: f64 = lanes.iter().sum();
+            for &v in chunks.remainder() {
+                s += v as f64;
+            }
+            (s / div) as f32
+        }
+        ReduceOp::Max => {
+            let mut m = f32::NEG_INFINITY;
+            for &v in row {
+                if v > m {
+                    m = v;
+                }
+            }
+            m
+        }
+    }
 }
 
 /// CPU kernel: scatter `grad` (`[outer, inner]`) onto the first arg-max along the axis.
@@ -184,8 +251,12 @@ impl Tensor {
                 format!("duplicate axes in {axes:?}"),
             ));
         }
-        let mut t = self.clone();
-        for &ax in sorted.iter().rev() {
+        // The first reduction reads `self` in place (no copy); later ones shrink the data.
+        let Some((&last, rest)) = sorted.split_last() else {
+            return Ok(self.clone());
+        };
+        let mut t = self.sum_axis(last, keepdim)?;
+        for &ax in rest.iter().rev() {
             t = t.sum_axis(ax, keepdim)?;
         }
         Ok(t)

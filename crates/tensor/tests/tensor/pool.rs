@@ -41,6 +41,55 @@ fn pool_ref(
     Some((out, oh, ow))
 }
 
+/// Reference max-pool backward with the documented tie rule: each window's gradient goes to
+/// its first maximal element in row-major window order (no padding).
+fn max_pool_backward_ref(x: &[f32], s: [usize; 4], k: usize, g: &[f32]) -> Vec<f32> {
+    let [n, c, h, w] = s;
+    let (oh, ow) = ((h - k) / k + 1, (w - k) / k + 1);
+    let mut dx = vec![0.0f32; x.len()];
+    for plane in 0..n * c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut best = (plane * h + oy * k) * w + ox * k;
+                for ki in 0..k {
+                    for kj in 0..k {
+                        let i = (plane * h + oy * k + ki) * w + ox * k + kj;
+                        if x[i] > x[best] {
+                            best = i;
+                        }
+                    }
+                }
+                dx[best] += g[(plane * oh + oy) * ow + ox];
+            }
+        }
+    }
+    dx
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The 2x2 / stride-2 pool has its own kernel; odd sizes (a dropped last row or column)
+    /// and ties (values from {0, 1, 2}) must follow the generic rule exactly.
+    #[test]
+    fn max_pool_2x2_fast_path_matches_reference_with_ties(
+        n in 1usize..3, c in 1usize..3, h in 2usize..10, w in 2usize..10, seed in 0u64..1000,
+    ) {
+        let shape = [n, c, h, w];
+        let u = randn(&shape, seed).to_vec();
+        let xv: Vec<f32> = u.iter().map(|v| (v.abs() * 1.5).floor().min(2.0)).collect();
+        let x = Tensor::from_vec(xv.clone(), &shape).unwrap();
+        let p = Pool2dParams::square(2);
+        let (want, oh, ow) = pool_ref(&f64s(&x), shape, p, true).unwrap();
+        let y = x.max_pool2d(p).unwrap();
+        prop_assert_eq!(y.shape(), &[n, c, oh, ow]);
+        assert_close(&y.to_vec(), &want, 0.0, "max_pool 2x2");
+        let g = randn(&[n, c, oh, ow], seed + 1);
+        let dx = x.max_pool2d_backward(&g, p).unwrap();
+        prop_assert_eq!(dx.to_vec(), max_pool_backward_ref(&xv, shape, 2, &g.to_vec()));
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
 

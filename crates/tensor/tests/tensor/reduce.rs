@@ -50,6 +50,33 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// The kernel's layouts: one output row split into segments (reducing the batch axis of a
+    /// wide tensor), many contiguous rows (`inner == 1`, e.g. an image plane), and short rows
+    /// whose tasks hold many segments.
+    #[test]
+    fn axis_reductions_match_reference_on_wide_and_long_shapes(
+        outer in 1usize..4, len in 1usize..70, inner in prop::sample::select(vec![1usize, 3, 511, 512, 513, 1300]),
+        seed in 0u64..1000,
+    ) {
+        let shape = [outer, len, inner];
+        let x = randn(&shape, seed);
+        let xf = f64s(&x);
+        for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+            let y = x.reduce_axis(op, 1, false).unwrap();
+            assert_close(&y.to_vec(), &reduce_ref(op, &xf, &shape, 1), FWD_TOL, "reduce");
+        }
+        // Long contiguous rows: reduce the last axis of [outer * len, inner].
+        let flat = x.reshape(&[outer * len, inner]).unwrap();
+        for op in [ReduceOp::Sum, ReduceOp::Max] {
+            let y = flat.reduce_axis(op, 1, false).unwrap();
+            assert_close(&y.to_vec(), &reduce_ref(op, &xf, &[outer * len, inner], 1), FWD_TOL, "row reduce");
+        }
+    }
+}
+
 #[test]
 fn totals_multi_axis_and_norms() {
     let x = randn(&[4, 3, 5], 3);

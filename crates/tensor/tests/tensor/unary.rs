@@ -108,3 +108,33 @@ fn unary_edge_conventions() {
             .is_err()
     );
 }
+
+/// CPU tanh is a vectorisable polynomial (`fast_tanh`), not libm: it must agree with f64 `tanh`
+/// to a few f32 ulps over the whole range (tiny, moderate, saturated, signed zeros, infinities),
+/// keep the sign, and keep NaN.
+#[test]
+fn tanh_is_accurate_to_a_few_ulps() {
+    let mut xs: Vec<f32> = (-200_000..=200_000).map(|i| i as f32 * 5e-5).collect();
+    xs.extend([
+        1e-30, -1e-30, 1e-8, -3e-6, 0.0, -0.0, 8.9, 9.1, 20.0, -50.0, 1e30,
+    ]);
+    xs.extend([f32::INFINITY, f32::NEG_INFINITY, f32::MIN_POSITIVE]);
+    let n = xs.len();
+    let ys = Tensor::from_vec(xs.clone(), &[n]).unwrap().tanh().to_vec();
+    let mut worst = 0.0f64;
+    for (&x, &y) in xs.iter().zip(&ys) {
+        let want = f64::from(x).tanh();
+        let ulp = f64::from(f32::EPSILON) * want.abs().max(f64::from(f32::MIN_POSITIVE));
+        let err = (f64::from(y) - want).abs() / ulp;
+        worst = worst.max(err);
+        assert!(err <= 4.0, "tanh({x}) = {y}, want {want} ({err:.1} ulp)");
+        assert_eq!(
+            y.is_sign_negative(),
+            x.is_sign_negative(),
+            "sign of tanh({x})"
+        );
+    }
+    assert!(worst > 0.0, "the comparison must see rounding");
+    let nan = Tensor::from_vec(vec![f32::NAN], &[1]).unwrap().tanh();
+    assert!(nan.to_vec()[0].is_nan());
+}
