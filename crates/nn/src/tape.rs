@@ -207,6 +207,12 @@ impl<'a> Tape<'a> {
         }
     }
 
+    /// Whether `v` is a recorded input ([`Tape::input`]): gradients with respect to data are
+    /// never returned, so parametric layers skip computing them.
+    fn is_leaf(&self, v: Var) -> bool {
+        matches!(self.nodes[v.0].op, Op::Leaf)
+    }
+
     /// Records an input (data; no gradient flows into it).
     pub fn input(&mut self, x: Tensor) -> Var {
         self.push(x, Op::Leaf)
@@ -537,7 +543,12 @@ impl<'a> Tape<'a> {
                 Op::Linear(x, layer) => {
                     let rec = &self.layers[layer];
                     let w = self.params.value(rec.weight);
-                    let gx = g.matmul(w)?;
+                    // Data leaves take no gradient: skip the input-gradient product.
+                    let gx = if self.is_leaf(x) {
+                        None
+                    } else {
+                        Some(g.matmul(w)?)
+                    };
                     if mode == BackwardMode::Full {
                         let gw = g.matmul_t(&rec.input, true, false)?;
                         add_param_grad(&mut pgrads, rec.weight, gw)?;
@@ -546,7 +557,9 @@ impl<'a> Tape<'a> {
                         }
                     }
                     self.layers[layer].grad_output = Some(g);
-                    accumulate(&mut grads, x, gx)?;
+                    if let Some(gx) = gx {
+                        accumulate(&mut grads, x, gx)?;
+                    }
                 }
                 Op::Conv2d(x, layer) => {
                     let rec = &self.layers[layer];
@@ -555,7 +568,17 @@ impl<'a> Tape<'a> {
                     };
                     let w = self.weight(rec.weight, &rec.transform)?;
                     let xs = shape4(rec.input.shape())?;
-                    let gx = Tensor::conv2d_backward_input(&g, &w, [xs[2], xs[3]], params)?;
+                    // The first conv's input is the data: no input gradient (a whole col2im).
+                    let gx = if self.is_leaf(x) {
+                        None
+                    } else {
+                        Some(Tensor::conv2d_backward_input(
+                            &g,
+                            &w,
+                            [xs[2], xs[3]],
+                            params,
+                        )?)
+                    };
                     if mode == BackwardMode::Full {
                         let gw = rec.input.conv2d_backward_weight(&g, kernel, params)?;
                         let gw = match &rec.transform {
@@ -570,7 +593,9 @@ impl<'a> Tape<'a> {
                         }
                     }
                     self.layers[layer].grad_output = Some(g);
-                    accumulate(&mut grads, x, gx)?;
+                    if let Some(gx) = gx {
+                        accumulate(&mut grads, x, gx)?;
+                    }
                 }
                 Op::GroupNormAffine(normalised, layer) => {
                     let rec = &self.layers[layer];
