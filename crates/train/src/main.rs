@@ -102,6 +102,16 @@ struct InfoArgs {
 }
 
 fn main() -> ExitCode {
+    // The GPU probe of `training.device = auto` loads the Vulkan drivers; on Linux without a
+    // session runtime directory (containers, CI, cron, some ssh sessions) Mesa's Wayland code
+    // then prints "error: XDG_RUNTIME_DIR is invalid or not set" although nothing failed. Point
+    // it at the temporary directory, as a desktop session would point it at its own.
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // SAFETY: first statement of `main`, before any thread is spawned, so no other thread
+        // can read the environment concurrently.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
     // Keep freed tensor buffers mapped between steps (see the function's docs: 1.5-1.7x faster
     // steps on the development VM).
     sparsedp_tensor::retain_freed_memory();
