@@ -3,6 +3,7 @@
 //! Every task is an ordinary Rust program, so it runs the same on a developer's machine and in CI
 //! with nothing but cargo installed.
 
+mod bench;
 mod data;
 mod reproduce;
 mod validate;
@@ -27,6 +28,9 @@ enum Task {
     /// write results/<SUITE>.{json,md} and plots: baselines, pre-pruning, gradient-dropping,
     /// combined, fine-tune, wrn-cifar10.
     Reproduce(reproduce::Args),
+    /// Run the benchmarks (select, tensor, devices, engines) and keep each report with its
+    /// commit and machine under results/bench; --no-run builds them and prints the executables.
+    Bench(bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +38,6 @@ fn main() -> anyhow::Result<()> {
         Task::Validate(args) => validate::run(&args),
         Task::Data(args) => data::run(&args),
         Task::Reproduce(args) => reproduce::run(&args),
+        Task::Bench(args) => bench::run(&args),
     }
 }

@@ -79,7 +79,7 @@ pub struct Args {
     pub trainer_root: Option<PathBuf>,
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -114,7 +114,7 @@ fn git(root: &Path, args: &[&str]) -> Option<String> {
 }
 
 /// The commit of the working tree, `-dirty` when the sources the trainer is built from differ.
-fn commit(root: &Path) -> String {
+pub(crate) fn commit(root: &Path) -> String {
     let head = git(root, &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
     let dirty = git(
         root,
@@ -132,7 +132,7 @@ fn commit(root: &Path) -> String {
 }
 
 /// OS, architecture, CPU count and model.
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
