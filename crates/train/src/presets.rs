@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 pub const PRESETS: &[(&str, &str)] = &[
     (
         "default",
-        "Tramer-Boneh MNIST CNN on the bundled MNIST subset, epsilon 3, magnitude pre-pruning to 30% and random gradient dropping of 50% (about 2 minutes on 2 cores)",
+        "Tramer-Boneh MNIST CNN on the bundled MNIST subset, epsilon 3, magnitude pre-pruning to 30% and random gradient dropping of 50% (about 20 seconds on 2 cores)",
     ),
     (
         "tb-mnist",
