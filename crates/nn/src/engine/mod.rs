@@ -427,7 +427,7 @@ fn vectorised(
     let mut layer_sq = Vec::with_capacity(nl);
     let mut cheap = Vec::with_capacity(nl);
     let mut kept: Vec<Option<Tensor>> = vec![None; nl];
-    for l in 0..nl {
+    for (l, kept_l) in kept.iter_mut().enumerate() {
         let rec = &tape.layers()[l];
         let mut sq = vec![0.0f32; b];
         let mut add = |v: Vec<f32>| {
@@ -452,7 +452,7 @@ fn vectorised(
                 }
                 NormMethod::Materialize if book && lg::worth_keeping(rec, &dm, weight) => {
                     let (sq, grads) = lg::materialized_grads(rec, &dm, weight, m, cfg.chunk)?;
-                    kept[l] = Some(grads);
+                    *kept_l = Some(grads);
                     sq
                 }
                 NormMethod::Materialize => {
@@ -468,7 +468,7 @@ fn vectorised(
         }
         layer_sq.push(sq);
         cheap.push((cheap_w, cheap_b));
-        if kept[l].is_some() {
+        if kept_l.is_some() {
             // The kept gradients replace the record for the clipped sum.
             tape.release_layer_record(l);
         }
