@@ -159,14 +159,10 @@ pub fn executable(messages: &str, name: &str) -> Option<PathBuf> {
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
 }
 
+/// `validate`'s cargo command, run from the workspace root.
 fn cargo(root: &Path) -> Command {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
+    let mut cmd = crate::validate::cargo();
     cmd.current_dir(root);
-    // As in `validate`: Mesa's Vulkan driver (the `devices` benchmark's adapter on machines
-    // without a GPU) complains without a runtime directory.
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        cmd.env("XDG_RUNTIME_DIR", std::env::temp_dir());
-    }
     cmd
 }
 

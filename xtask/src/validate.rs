@@ -51,13 +51,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     for (name, cargo_args) in steps {
         let start = Instant::now();
         eprintln!("==> {name}: cargo {}", cargo_args.join(" "));
-        let mut cmd = Command::new(cargo());
+        let mut cmd = cargo();
         cmd.args(&cargo_args);
-        // Mesa's Vulkan driver (the wgpu tests' adapter on GPU-less machines) wants a runtime
-        // directory and complains on every adapter query without one.
-        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-            cmd.env("XDG_RUNTIME_DIR", std::env::temp_dir());
-        }
         let status = cmd
             .status()
             .with_context(|| format!("could not start `cargo {}`", cargo_args.join(" ")))?;
@@ -73,7 +68,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The cargo that invoked us (so `cargo +toolchain xtask` is honoured), else `cargo`.
-fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+/// A command running the cargo that invoked us (so `cargo +toolchain xtask` is honoured), else
+/// `cargo`. Mesa's Vulkan driver (the wgpu tests' and benchmarks' adapter on GPU-less machines)
+/// wants a runtime directory and complains on every adapter query without one, so it gets the
+/// temporary directory when the environment has none.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        cmd.env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
+    cmd
 }

@@ -5,8 +5,8 @@
 //! `cargo bench -p sparsedp-nn` (one run; `ENGINES_BENCH_REPS=n` timed rounds, default 3,
 //! after one warm-up round; `ENGINES_BENCH_WRN=0` skips WRN-16-4; `ENGINES_BENCH_ONLY=a,b` keeps
 //! only the configurations whose label contains `a` or `b`, beside the non-private baseline).
-//! Rounds are interleaved (each round runs every configuration once) and the best time is reported next to the median:
-//! on a shared machine the best is the least disturbed measurement.
+//! Rounds are interleaved (each round runs every configuration once) and the best time is
+//! reported next to the median: on a shared machine the best is the least disturbed measurement.
 //!
 //! CPU time (all threads, from `/proc/self/stat`) is reported next to wall time: on a shared
 //! machine the CPU seconds a step consumes are less sensitive to other processes than its wall

@@ -566,12 +566,13 @@ impl<'a> Tape<'a> {
                     let LayerKind::Conv2d { params, kernel } = rec.kind else {
                         unreachable!("conv node with a non-conv record")
                     };
-                    let w = self.weight(rec.weight, &rec.transform)?;
-                    let xs = shape4(rec.input.shape())?;
-                    // The first conv's input is the data: no input gradient (a whole col2im).
+                    // The first conv's input is the data: no input gradient (a whole col2im,
+                    // and the applied weight it needs).
                     let gx = if self.is_leaf(x) {
                         None
                     } else {
+                        let w = self.weight(rec.weight, &rec.transform)?;
+                        let xs = shape4(rec.input.shape())?;
                         Some(Tensor::conv2d_backward_input(
                             &g,
                             &w,

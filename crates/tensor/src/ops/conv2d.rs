@@ -894,14 +894,13 @@ impl Tensor {
 
     /// Gradient with respect to the bias: `grad_out` summed over batch and positions, `[O]`.
     pub fn conv2d_backward_bias(grad_out: &Tensor) -> Result<Tensor> {
-        let [n, o, h, w] = *grad_out.shape() else {
+        if grad_out.rank() != 4 {
             return Err(invalid_shape(
                 "conv2d_backward_bias",
                 grad_out.shape(),
                 "expected [N, O, Ho, Wo]",
             ));
-        };
-        let _ = (n, o, h, w);
+        }
         // Reduce in place, widest axis first (a reshape would copy the whole gradient).
         grad_out
             .sum_axis(3, false)?

@@ -163,14 +163,8 @@ pub(crate) fn cpu_max_pool2d(x: &[f32], g: &Pool2dGeometry) -> Vec<f32> {
                     .zip(r0.chunks_exact(2))
                     .zip(r1.chunks_exact(2))
                 {
-                    // The value of the first maximal element, as the generic path picks it.
-                    let mut m = a[0];
-                    for v in [a[1], b[0], b[1]] {
-                        if v > m {
-                            m = v;
-                        }
-                    }
-                    *out = m;
+                    let w = [a[0], a[1], b[0], b[1]];
+                    *out = w[first_max_2x2(w[0], w[1], w[2], w[3])];
                 }
             }
         });
